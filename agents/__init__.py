@@ -1,0 +1,3 @@
+"""flowloom.agents."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""flowloom.backends."""
+
+__all__: list[str] = []

@@ -1,0 +1,2 @@
+"""flowloom.flows."""
+__all__: list[str] = []

@@ -1,0 +1,65 @@
+"""What node builders may use at build time, without importing any backend.
+
+`flows` sits at the bottom of the import graph: the model gateway, stores and the API
+server live in `backends/` and are handed in through a `BuildContext`, so the spine can
+be compiled and tested with a scripted model and no network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from flowloom.flows.prompts import PromptStore
+
+__all__ = ["BuildContext", "ModelProvider"]
+
+
+@runtime_checkable
+class ModelProvider(Protocol):
+    """Chat and embedding models by alias (`local`, `local-embed`, `gpt-4o`, ...)."""
+
+    def aliases(self) -> list[str]:
+        """Model aliases a flow may name (chat and embedding)."""
+        ...
+
+    def chat_model(
+        self,
+        alias: str,
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        streaming: bool = True,
+    ) -> BaseChatModel:
+        """A LangChain chat model whose calls go through the gateway under `alias`.
+
+        Being a LangChain model is what lets LangGraph's `messages` stream mode see
+        tokens as they are produced.
+        """
+        ...
+
+    async def aembed(self, alias: str, texts: Sequence[str]) -> list[list[float]]:
+        """Embed `texts` with the embedding model `alias`, one vector per text."""
+        ...
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Everything `build(params, ctx)` may reach: models, prompts and the data dir."""
+
+    models: ModelProvider | None = None
+    prompts: PromptStore | None = None
+    data_dir: Path | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def require_models(self) -> ModelProvider:
+        from flowloom.flows.errors import FlowBuildError
+
+        if self.models is None:
+            raise FlowBuildError("this flow calls a model but no model gateway was configured")
+        return self.models

@@ -1,0 +1,3 @@
+"""flowloom.retrievers."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""flowloom.tools."""
+
+__all__: list[str] = []

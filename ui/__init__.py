@@ -1,0 +1,3 @@
+"""flowloom.ui."""
+
+__all__: list[str] = []
