@@ -1,3 +1,7 @@
-"""flowloom.agents."""
+"""Agent and router node types."""
 
-__all__: list[str] = []
+from flowloom.agents import router
+
+__all__ = ["NODE_TYPES"]
+
+NODE_TYPES = [router.NODE_TYPE]

@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from langchain_core.language_models import BaseChatModel
-
     from flowloom.flows.prompts import PromptStore
+    from langchain_core.language_models import BaseChatModel
 
 __all__ = ["BuildContext", "ModelProvider"]
 

@@ -1,0 +1,90 @@
+"""`llm.chat@1`: one model call over the conversation and/or a prompt template."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from flowloom.flows.errors import FlowBuildError
+from flowloom.flows.nodes._common import check_template, is_messages_field, template_refs
+from flowloom.flows.registry import NodeContext, NodeType, StateRef, closest
+from flowloom.flows.templates import Template
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["NODE_TYPE", "Params", "build"]
+
+
+class Params(BaseModel):
+    """Call a chat model. The answer is appended to `output` (a messages field) or
+    written to it as text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field("local", description="Model alias from the gateway config.")
+    system: str = Field("", description="System prompt (template over state fields).")
+    prompt: str = Field(
+        "", description="User prompt (template over state fields); empty: use the conversation."
+    )
+    history: bool = Field(True, description="Send the flow's `messages` before the prompt.")
+    temperature: float = Field(0.2, ge=0.0, le=2.0)
+    max_tokens: int = Field(512, ge=1, le=32768)
+    streaming: bool = Field(True, description="Stream tokens to clients as they come.")
+    output: str = Field("messages", description="State field that receives the answer.")
+
+    @field_validator("system", "prompt")
+    @classmethod
+    def _check(cls, value: str) -> str:
+        return check_template(value)
+
+
+def state_refs(params: Params) -> Iterator[StateRef]:
+    yield from template_refs("system", params.system)
+    yield from template_refs("prompt", params.prompt)
+    yield StateRef("output", params.output, "write")
+
+
+def build(params: Params, ctx: NodeContext) -> Any:
+    models = ctx.require_models()
+    aliases = models.aliases()
+    if params.model not in aliases:
+        raise FlowBuildError(
+            f"model {params.model!r} is not in the gateway config; valid: "
+            f"{', '.join(closest(params.model, aliases) or aliases)}",
+            node_id=ctx.node_id,
+        )
+    model = models.chat_model(
+        params.model,
+        temperature=params.temperature,
+        max_tokens=params.max_tokens,
+        streaming=params.streaming,
+    )
+    system = Template(params.system) if params.system else None
+    prompt = Template(params.prompt) if params.prompt else None
+    use_history = params.history and is_messages_field(ctx, "messages")
+    output = params.output
+    as_message = is_messages_field(ctx, output)
+
+    async def llm_chat(state: dict[str, Any]) -> dict[str, Any]:
+        messages: list[BaseMessage] = []
+        if system is not None:
+            messages.append(SystemMessage(system.render(state)))
+        if use_history:
+            messages.extend(state.get("messages") or [])
+        if prompt is not None:
+            messages.append(HumanMessage(prompt.render(state)))
+        answer = await model.ainvoke(messages)
+        return {output: [answer] if as_message else answer.text}
+
+    return llm_chat
+
+
+NODE_TYPE = NodeType(
+    name="llm.chat",
+    version=1,
+    params=Params,
+    build=build,
+    category="models",
+    description="Call a chat model with a system prompt, the conversation and a prompt template.",
+    state_refs=state_refs,
+)

@@ -1,0 +1,162 @@
+"""Running a compiled flow on one input, on a thread, streamed or not.
+
+`FlowRunner` owns the small amount of glue between a user's input and the graph: turning
+text into the flow's input field (a user message for chat flows), seeding declared
+defaults on a new thread, and reading the answer back out of the final state.
+
+Example:
+    >>> runner = FlowRunner(flow, compile_flow(flow, ctx=ctx, checkpointer=saver))
+    >>> (await runner.ainvoke("What is the capital of France?", thread_id="t1")).output
+    'The capital of France is Paris.'
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from flowloom.flows.errors import FlowRunError
+from flowloom.flows.format import Flow
+from flowloom.flows.templates import message_text
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langgraph.graph.state import CompiledStateGraph
+
+__all__ = ["FlowRunner", "RunEvent", "RunResult", "make_input", "output_of"]
+
+
+def make_input(flow: Flow, value: str | dict[str, Any] | None) -> dict[str, Any]:
+    """The graph input for `value`: a dict is taken as state fields; text goes to the
+    flow's input field (as a user message when that field holds messages)."""
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in flow.state]
+        if unknown:
+            raise FlowRunError(
+                f"input has fields the flow does not declare: {', '.join(unknown)}; "
+                f"declared: {', '.join(flow.state) or 'none'}"
+            )
+        return value
+    name = flow.input_field
+    if name is None:
+        raise FlowRunError(
+            "this flow has no input field (no `io.input` and no `messages`); pass the input "
+            "as a JSON object of state fields"
+        )
+    if flow.state[name].type == "messages":
+        return {name: [HumanMessage(value)]}
+    return {name: value}
+
+
+def output_of(flow: Flow, values: dict[str, Any]) -> Any:
+    """The answer in a final state: the last AI message's text, or the output field."""
+    name = flow.output_field
+    if name is None:
+        return values
+    value = values.get(name)
+    if flow.state[name].type == "messages":
+        for message in reversed(value or []):
+            if isinstance(message, AIMessage):
+                return message_text(message)
+        return ""
+    return value
+
+
+@dataclass(frozen=True)
+class RunResult:
+    thread_id: str | None
+    values: dict[str, Any]
+    output: Any
+    seconds: float
+    node_seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """`kind` is 'token' (text), 'update' (node, data), or 'done' (result)."""
+
+    kind: str
+    node: str | None = None
+    text: str = ""
+    data: Any = None
+    result: RunResult | None = None
+
+
+class FlowRunner:
+    """Runs one compiled flow; threads need the graph to have a checkpointer."""
+
+    def __init__(self, flow: Flow, graph: CompiledStateGraph) -> None:
+        self.flow = flow
+        self.graph = graph
+        self._defaults = {
+            name: spec.default for name, spec in flow.state.items() if spec.default is not None
+        }
+
+    @property
+    def has_checkpointer(self) -> bool:
+        return self.graph.checkpointer is not None
+
+    async def _prepare(
+        self, value: str | dict[str, Any] | None, thread_id: str | None
+    ) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+        graph_input = make_input(self.flow, value)
+        if self.has_checkpointer:
+            thread_id = thread_id or str(uuid.uuid4())
+        elif thread_id is not None:
+            raise FlowRunError("threads need a checkpointer; this runner has none")
+        config: dict[str, Any] = {"configurable": {"thread_id": thread_id}} if thread_id else {}
+        if self._defaults:
+            is_new = thread_id is None or not (await self.graph.aget_state(config)).values
+            if is_new:
+                graph_input = {**self._defaults, **graph_input}
+        return graph_input, config, thread_id
+
+    async def ainvoke(
+        self, value: str | dict[str, Any] | None, *, thread_id: str | None = None
+    ) -> RunResult:
+        result = None
+        async for event in self.astream(value, thread_id=thread_id, tokens=False):
+            if event.kind == "done":
+                result = event.result
+        assert result is not None  # astream always ends with "done"
+        return result
+
+    async def astream(
+        self,
+        value: str | dict[str, Any] | None,
+        *,
+        thread_id: str | None = None,
+        tokens: bool = True,
+    ) -> AsyncIterator[RunEvent]:
+        """Stream node updates (and model tokens), then a final 'done' event."""
+        graph_input, config, thread_id = await self._prepare(value, thread_id)
+        modes = ["updates", "values", "messages"] if tokens else ["updates", "values"]
+        started = last = time.perf_counter()
+        node_seconds: dict[str, float] = {}
+        values: dict[str, Any] = {}
+        async for mode, chunk in self.graph.astream(graph_input, config, stream_mode=modes):
+            if mode == "messages":
+                message, _meta = chunk
+                if isinstance(message, AIMessageChunk) and message.content:
+                    yield RunEvent("token", _meta.get("langgraph_node"), message_text(message))
+            elif mode == "updates":
+                now = time.perf_counter()
+                for node, update in chunk.items():
+                    if node.startswith("__"):
+                        continue
+                    node_seconds[node] = node_seconds.get(node, 0.0) + now - last
+                    yield RunEvent("update", node, data=update)
+                last = now
+            else:
+                values = chunk
+        result = RunResult(
+            thread_id,
+            values,
+            output_of(self.flow, values),
+            time.perf_counter() - started,
+            node_seconds,
+        )
+        yield RunEvent("done", result=result)

@@ -1,0 +1,367 @@
+"""Validation of flow documents: every problem at once, each with its JSON path.
+
+Checks, in order: document structure, node ids and types, each node's params against
+its type's `Params` model, state fields named in params, edges (dangling ends, START and
+END misuse, router labels), reachability from START, a path to END from every node, and
+cycles that no router can leave.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from flowloom.flows.errors import Problem
+from flowloom.flows.format import END, ID_PATTERN, START, TYPE_PATTERN, EdgeSpec, Flow
+from flowloom.flows.registry import NodeRegistry, NodeType, UnknownNodeType, closest
+from pydantic import BaseModel, ValidationError
+
+__all__ = ["pydantic_problems", "validate_document", "validate_params"]
+
+
+def _path(loc: Iterable[Any], prefix: str = "") -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def pydantic_problems(
+    exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
+) -> list[Problem]:
+    """Map pydantic errors to problems whose paths are JSON paths under `prefix`."""
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p)]  # union tags
+        ctx = err.get("ctx") or {}
+        choices: tuple[str, ...] = ()
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = f"unknown field {loc[-1]!r}"
+            allowed = _fields_at(model, loc[:-1]) if model else []
+            choices = tuple(closest(str(loc[-1]), allowed) or allowed)
+        elif err["type"] in ("literal_error", "enum") and "expected" in ctx:
+            choices = tuple(re.findall(r"'([^']*)'", str(ctx["expected"])))
+            message = f"{err['input']!r} is not allowed"
+        elif err["type"] == "missing":
+            message = "required field is missing"
+        elif err["type"] == "value_error":
+            message = str(ctx.get("error", message))
+        problems.append(Problem(_path(loc, prefix), message, choices, err["type"]))
+    return problems
+
+
+def _fields_at(model: type[BaseModel] | None, loc: Sequence[Any]) -> list[str]:
+    """Field names of the sub-model at `loc` (best effort, for 'unknown field' choices)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        info = getattr(current, "model_fields", {}).get(part)
+        if info is None:
+            return []
+        current = info.annotation
+        current = next(
+            (a for a in getattr(current, "__args__", ()) if isinstance(a, type)
+             and issubclass(a, BaseModel)),
+            current,
+        )
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def validate_params(node_type: NodeType, params: Any, prefix: str) -> tuple[Any, list[Problem]]:
+    """Parse `params` with the type's model; problems are under `prefix`."""
+    try:
+        return node_type.params.model_validate(params), []
+    except ValidationError as exc:
+        return None, pydantic_problems(exc, prefix, node_type.params)
+
+
+def validate_document(doc: Any, registry: NodeRegistry) -> tuple[Flow | None, list[Problem]]:
+    """Validate a (migrated) raw document; the flow is returned only when problem-free."""
+    if not isinstance(doc, dict):
+        return None, [Problem("", "a flow document must be a JSON object")]
+    try:
+        flow = Flow.model_validate(doc)
+    except ValidationError as exc:
+        problems = pydantic_problems(exc, "", Flow)
+        problems += _node_problems_from_raw(doc, registry)
+        return None, _dedupe(problems)
+    problems = _Checker(flow, registry).run()
+    return (flow if not problems else None), problems
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen, out = set(), []
+    for p in problems:
+        if (p.path, p.message) not in seen:
+            seen.add((p.path, p.message))
+            out.append(p)
+    return out
+
+
+def _node_problems_from_raw(doc: dict[str, Any], registry: NodeRegistry) -> list[Problem]:
+    """Type and params problems of nodes that parsed, when the document as a whole did not."""
+    problems: list[Problem] = []
+    nodes = doc.get("nodes")
+    if not isinstance(nodes, list):
+        return problems
+    for i, node in enumerate(nodes):
+        if isinstance(node, dict) and isinstance(node.get("type"), str):
+            problems += _check_type_and_params(registry, i, node["type"], node.get("params", {}))[1]
+    return problems
+
+
+def _check_type_and_params(
+    registry: NodeRegistry, i: int, type_key: str, params: Any
+) -> tuple[tuple[NodeType, Any] | None, list[Problem]]:
+    if not re.match(TYPE_PATTERN, type_key):
+        return None, [
+            Problem(f"nodes[{i}].type", f"{type_key!r} is not of the form name@version",
+                    tuple(registry.choices_for(type_key.split("@")[0] + "@")), "bad_type")
+        ]
+    try:
+        node_type = registry.get(type_key)
+    except UnknownNodeType as exc:
+        name = type_key.rsplit("@", 1)[0]
+        same_name = any(k.rsplit("@", 1)[0] == name for k in exc.choices)
+        message = (f"node type {name!r} has no version {type_key.rsplit('@', 1)[1]}" if same_name
+                   else f"unknown node type {type_key!r}")
+        ordered = closest(type_key, exc.choices) + [c for c in exc.choices]
+        return None, [Problem(f"nodes[{i}].type", message, tuple(dict.fromkeys(ordered)),
+                              "unknown_type")]
+    parsed, problems = validate_params(node_type, params, f"nodes[{i}].params")
+    return ((node_type, parsed) if parsed is not None else None), problems
+
+
+class _Checker:
+    def __init__(self, flow: Flow, registry: NodeRegistry) -> None:
+        self.flow = flow
+        self.registry = registry
+        self.problems: list[Problem] = []
+        self.index: dict[str, int] = {}
+        self.types: dict[str, tuple[NodeType, Any]] = {}
+
+    def add(self, path: str, message: str, choices: Iterable[str] = (), code: str = "invalid"):
+        self.problems.append(Problem(path, message, tuple(dict.fromkeys(choices)), code))
+
+    def run(self) -> list[Problem]:
+        self.check_nodes()
+        self.check_io()
+        self.check_layout()
+        edges, has_start = self.check_edges()
+        self.check_routers(edges)
+        if has_start:
+            self.check_graph(edges)
+        return self.problems
+
+    def check_nodes(self) -> None:
+        if not self.flow.nodes:
+            self.add("nodes", "a flow needs at least one node", self.registry.keys())
+        for i, node in enumerate(self.flow.nodes):
+            if node.id in (START, END):
+                self.add(f"nodes[{i}].id", f"{node.id!r} is reserved for the graph's ends")
+            elif not re.match(ID_PATTERN, node.id):
+                self.add(f"nodes[{i}].id", f"{node.id!r} is not a valid id: use letters, digits,"
+                         " '_' and '-', starting with a letter or '_' (at most 64)")
+            if node.id in self.index:
+                self.add(f"nodes[{i}].id", f"duplicate node id {node.id!r} (first at "
+                         f"nodes[{self.index[node.id]}])", code="duplicate")
+                continue
+            self.index[node.id] = i
+            parsed, problems = _check_type_and_params(self.registry, i, node.type, node.params)
+            self.problems += problems
+            if parsed is not None:
+                self.types[node.id] = parsed
+                self.check_state_refs(i, *parsed)
+
+    def check_state_refs(self, i: int, node_type: NodeType, params: Any) -> None:
+        if node_type.state_refs is None:
+            return
+        fields = list(self.flow.state)
+        for ref in node_type.state_refs(params):
+            if ref.field not in self.flow.state:
+                verb = "writes" if ref.access == "write" else "reads"
+                self.add(f"nodes[{i}].params.{ref.param}",
+                         f"{verb} state field {ref.field!r}, which the flow does not declare",
+                         closest(ref.field, fields) + fields, "unknown_state_field")
+
+    def check_io(self) -> None:
+        fields = list(self.flow.state)
+        for key in ("input", "output"):
+            name = getattr(self.flow.io, key)
+            if name is not None and name not in self.flow.state:
+                self.add(f"io.{key}", f"{name!r} is not a declared state field", fields)
+
+    def check_layout(self) -> None:
+        for node_id in self.flow.layout.nodes:
+            if node_id not in self.index and node_id not in (START, END):
+                self.add(f"layout.nodes.{node_id}", f"{node_id!r} is not a node",
+                         closest(node_id, self.index) or list(self.index))
+
+    def check_edges(self) -> tuple[list[EdgeSpec], bool]:
+        """Report bad edges; return the well-formed ones and whether any leaves START."""
+        ids = list(self.index)
+        good = []
+        seen: dict[tuple[str, str, str | None], int] = {}
+        for j, edge in enumerate(self.flow.edges):
+            for end, valid, forbidden in (("source", [START, *ids], END),
+                                          ("target", [*ids, END], START)):
+                name = getattr(edge, end)
+                ok = False
+                if name == forbidden:
+                    self.add(f"edges[{j}].{end}", f"{forbidden} cannot be an edge's {end}",
+                             valid, "dangling_edge")
+                elif name not in valid:
+                    self.add(f"edges[{j}].{end}", f"{name!r} is not a node",
+                             closest(name, valid) + valid, "dangling_edge")
+                else:
+                    ok = True
+                if not ok:
+                    break
+            else:
+                good.append(edge)
+            key = (edge.source, edge.target, edge.condition)
+            if key in seen:
+                self.add(f"edges[{j}]", f"duplicate of edges[{seen[key]}]", code="duplicate")
+            seen[key] = j
+        has_start = any(e.source == START for e in good)
+        if not has_start and ids:
+            self.add("edges", "no edge leaves START: add one from START to the first node",
+                     ids, "no_start")
+        return good, has_start
+
+    def check_routers(self, good: list[EdgeSpec]) -> None:
+        out_edges: dict[str, list[int]] = defaultdict(list)
+        kept = {id(e) for e in good}
+        for j, edge in enumerate(self.flow.edges):
+            if id(edge) in kept:
+                out_edges[edge.source].append(j)
+        for node_id, i in self.index.items():
+            parsed = self.types.get(node_id)
+            edges = [(j, self.flow.edges[j]) for j in out_edges.get(node_id, [])]
+            if parsed is None:
+                continue
+            node_type, params = parsed
+            if not node_type.is_router:
+                for j, edge in edges:
+                    if edge.condition is not None:
+                        self.add(f"edges[{j}].condition", f"{node_id!r} is not a router "
+                                 f"({node_type.key}), so its edges cannot have a condition")
+                continue
+            assert node_type.routes is not None  # is_router
+            labels = list(node_type.routes(params))
+            handled: dict[str, int] = {}
+            for j, edge in edges:
+                if edge.condition is None:
+                    self.add(f"edges[{j}].condition", f"edges from router {node_id!r} need a "
+                             "condition naming one of its routes", labels)
+                elif edge.condition not in labels:
+                    self.add(f"edges[{j}].condition", f"router {node_id!r} never returns "
+                             f"{edge.condition!r}", closest(edge.condition, labels) + labels)
+                elif edge.condition in handled:
+                    self.add(f"edges[{j}].condition", f"route {edge.condition!r} of router "
+                             f"{node_id!r} already has an edge (edges[{handled[edge.condition]}])")
+                else:
+                    handled[edge.condition] = j
+            for label in labels:
+                if label not in handled:
+                    self.add(f"nodes[{i}]", f"router {node_id!r} can return {label!r} but no "
+                             "edge has that condition", code="unhandled_route")
+        for j, edge in enumerate(self.flow.edges):
+            if edge.source == START and edge.condition is not None:
+                self.add(f"edges[{j}].condition", "edges from START cannot have a condition")
+
+    def check_graph(self, edges: list[EdgeSpec]) -> None:
+        succ: dict[str, set[str]] = defaultdict(set)
+        pred: dict[str, set[str]] = defaultdict(set)
+        for edge in edges:
+            succ[edge.source].add(edge.target)
+            pred[edge.target].add(edge.source)
+        reachable = _walk(START, succ)
+        reaches_end = _walk(END, pred)
+        trapped: set[str] = set()
+        for component in _strongly_connected(list(self.index), succ):
+            looping = len(component) > 1 or next(iter(component)) in succ[next(iter(component))]
+            if not looping:
+                continue
+            exits = [e for e in edges if e.source in component
+                     and e.target not in component and e.condition is not None]
+            if not exits:
+                cycle = sorted(component, key=self.index.__getitem__)
+                trapped |= component
+                self.add(f"nodes[{self.index[cycle[0]]}]",
+                         f"cycle {' -> '.join([*cycle, cycle[0]])} has no conditional exit: "
+                         "add a router in the cycle with an edge out of it", code="cycle")
+        for node_id, i in self.index.items():
+            if node_id not in reachable:
+                self.add(f"nodes[{i}]", f"node {node_id!r} is not reachable from START",
+                         code="unreachable")
+            elif node_id not in reaches_end and node_id not in trapped:
+                self.add(f"nodes[{i}]", f"no path from node {node_id!r} to END", code="no_end")
+
+
+def _walk(start: str, succ: dict[str, set[str]]) -> set[str]:
+    seen, stack = {start}, [start]
+    while stack:
+        for nxt in succ.get(stack.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return seen
+
+
+def _strongly_connected(nodes: list[str], succ: dict[str, set[str]]) -> list[set[str]]:
+    """Tarjan's algorithm, iterative (flows can be long chains)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    out: list[set[str]] = []
+    counter = 0
+    node_set = set(nodes)
+
+    def children_of(node: str) -> Iterator[str]:
+        return iter(sorted(n for n in succ.get(node, ()) if n in node_set))
+
+    for root in nodes:
+        if root in index:
+            continue
+        work = [(root, children_of(root))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, children_of(child)))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = set()
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.add(member)
+                    if member == node:
+                        break
+                out.append(component)
+    return out

@@ -1,0 +1,286 @@
+"""The `flowloom` command line.
+
+Every user mistake ends with a message and exit code 2, never a traceback:
+    $ flowloom validate broken.json
+    broken.json: 3 problems in flow
+      - nodes[1].type: unknown node type 'llm.chatt@1'; valid: llm.chat@1, ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="flowloom",
+    help="Flows that are real LangGraph graphs: validate, run and serve them offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+FlowPath = Annotated[Path, typer.Argument(help="Flow JSON file.", show_default=False)]
+ModelsOpt = Annotated[
+    Path | None, typer.Option("--models", help="LiteLLM-format model config (YAML).")
+]
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called (exit 2)."""
+
+
+def _err(text: str) -> None:
+    typer.echo(text, err=True)
+
+
+def _dump(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@app.command()
+def validate(
+    flows: Annotated[list[Path], typer.Argument(help="Flow JSON files.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Problems as JSON.")] = False,
+) -> None:
+    """Check flow files; print every problem with its JSON path. Exit 2 if any."""
+    from flowloom.flows.errors import FlowLoadError
+    from flowloom.flows.loader import check_flow
+
+    report, failed = [], False
+    for path in flows:
+        try:
+            loaded, problems = check_flow(path)
+        except FlowLoadError as exc:
+            failed = True
+            report.append({"file": str(path), "ok": False, "error": str(exc), "problems": []})
+            if not as_json:
+                _err(str(exc))
+            continue
+        failed |= bool(problems)
+        entry: dict[str, Any] = {"file": str(path), "ok": not problems,
+                                 "problems": [p.to_dict() for p in problems]}
+        if loaded is not None and loaded.migrated_from is not None:
+            entry["migrated_from"] = loaded.migrated_from
+        report.append(entry)
+        if as_json:
+            continue
+        if problems:
+            _err(f"{path}: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
+            for problem in problems:
+                _err(f"  - {problem}")
+        else:
+            assert loaded is not None
+            note = (f" (schema v{loaded.migrated_from}, migrates to the current version)"
+                    if loaded.migrated_from is not None else "")
+            typer.echo(f"ok: {path} ({loaded.flow.id}, {len(loaded.flow.nodes)} nodes){note}")
+    if as_json:
+        _dump(report)
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command()
+def schema() -> None:
+    """Print the flow document's JSON Schema (with every node type's params)."""
+    from flowloom.flows.schema import flow_json_schema
+
+    _dump(flow_json_schema())
+
+
+@app.command("node-types")
+def node_types(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the registered node types with their params."""
+    from flowloom.flows.registry import default_registry
+
+    catalogue = default_registry().catalogue()
+    if as_json:
+        _dump(catalogue)
+        return
+    for entry in catalogue:
+        params = ", ".join(entry["params_schema"].get("properties", {}))
+        typer.echo(f"{entry['type']:<22} {entry['category']:<9} {entry['description']}")
+        typer.echo(f"{'':<32} params: {params}")
+
+
+@app.command()
+def migrate(
+    flow: FlowPath,
+    write: Annotated[bool, typer.Option("--write", help="Rewrite the file in place.")] = False,
+) -> None:
+    """Upgrade a flow file to the current schema version."""
+    from flowloom.flows.format import dump_flow
+    from flowloom.flows.loader import load_flow
+
+    loaded = load_flow(flow)
+    text = dump_flow(loaded.flow)
+    for note in loaded.notes:
+        _err(f"{flow}: {note}")
+    if write:
+        tmp = flow.with_name(flow.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(flow)
+    else:
+        typer.echo(text, nl=False)
+
+
+@app.command()
+def run(
+    flow: FlowPath,
+    input: Annotated[str | None, typer.Option("--input", "-i", help="Input text.")] = None,
+    input_json: Annotated[
+        str | None, typer.Option("--input-json", help="Input as a JSON object of state fields.")
+    ] = None,
+    thread: Annotated[
+        str | None, typer.Option("--thread", "-t", help="Thread id: continue a conversation.")
+    ] = None,
+    stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Print tokens as they come.")]
+    = False,
+    database: Annotated[
+        str | None, typer.Option("--database", help="Checkpoints: sqlite:///PATH or postgresql://")
+    ] = None,
+    models: ModelsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Run a flow on one input. The thread id is printed so the next run can continue it."""
+    if input is not None and input_json is not None:
+        raise UsageError("give --input or --input-json, not both")
+    value: Any = input
+    if input_json is not None:
+        try:
+            value = json.loads(input_json)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--input-json is not valid JSON: {exc.msg}") from None
+        if not isinstance(value, dict):
+            raise UsageError("--input-json must be a JSON object of state fields")
+    asyncio.run(_run(flow, value, thread, stream, database, models, as_json))
+
+
+async def _run(
+    path: Path, value: Any, thread: str | None, stream: bool, database: str | None,
+    models: Path | None, as_json: bool,
+) -> None:
+    from flowloom.backends.context import default_build_context
+    from flowloom.flows.checkpoint import open_checkpointer
+    from flowloom.flows.compiler import compile_flow
+    from flowloom.flows.loader import load_flow
+    from flowloom.flows.runtime import FlowRunner
+
+    loaded = load_flow(path)
+    for note in loaded.notes:
+        _err(f"note: {path}: {note}")
+    ctx = default_build_context(models_config=models)
+    async with open_checkpointer(database) as saver:
+        runner = FlowRunner(loaded.flow, compile_flow(loaded.flow, ctx=ctx, checkpointer=saver))
+        streamed = False
+        result = None
+        async for event in runner.astream(value, thread_id=thread, tokens=stream):
+            if event.kind == "token" and not as_json:
+                streamed = True
+                typer.echo(event.text, nl=False)
+                sys.stdout.flush()
+            elif event.kind == "done":
+                result = event.result
+    assert result is not None
+    if as_json:
+        _dump({"thread_id": result.thread_id, "output": result.output,
+               "seconds": round(result.seconds, 3),
+               "node_seconds": {k: round(v, 3) for k, v in result.node_seconds.items()}})
+        return
+    if streamed:
+        typer.echo()
+    else:
+        output = result.output
+        typer.echo(output if isinstance(output, str) else json.dumps(output, default=str))
+    _err(f"thread: {result.thread_id}")
+
+
+@app.command("models")
+def models_cmd(
+    models: ModelsOpt = None,
+    check: Annotated[bool, typer.Option("--check", help="Probe each deployment's health.")]
+    = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show the gateway's model routes (and their health with --check)."""
+    from flowloom.backends.gateway import load_gateway
+
+    gateway = load_gateway(models)
+    routes = gateway.routes()
+    health = asyncio.run(gateway.ahealth()) if check else None
+    if as_json:
+        _dump({"routes": routes, "health": health})
+        return
+    for alias, deployments in routes.items():
+        typer.echo(alias)
+        for dep in deployments:
+            typer.echo(f"  -> {dep.get('model')}  {dep.get('api_base') or ''}")
+    if health is not None:
+        typer.echo("health:")
+        for item in health:
+            typer.echo(f"  {json.dumps(item, default=str)}")
+
+
+@app.command("serve-model")
+def serve_model(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 0,
+    engine: Annotated[str, typer.Option(help="llama.cpp (CPU) or vllm (GPU).")] = "llama.cpp",
+) -> None:
+    """Serve the embedded model (chat + embeddings) on an OpenAI-compatible API."""
+    from flowloom.backends.model_service import serve
+    from flowloom.flows.home import flowloom_home
+
+    if engine not in ("llama.cpp", "vllm"):
+        raise UsageError(f"--engine must be llama.cpp or vllm, not {engine!r}")
+    serve(host, port, home=flowloom_home(), engine=engine)
+
+
+def main() -> None:
+    """Entry point: run the app and turn domain errors into messages and exit codes."""
+    from flowloom.flows.errors import FlowError
+
+    try:
+        backend_errors: tuple[type[BaseException], ...] = ()
+        try:
+            from flowloom.backends.errors import BackendError
+
+            backend_errors = (BackendError,)
+        except ImportError:
+            pass
+        try:
+            app(standalone_mode=False)
+        except (FlowError, UsageError) as exc:
+            _err(f"error: {exc}" if not str(exc).count("\n") else str(exc))
+            sys.exit(2)
+        except backend_errors as exc:
+            _err(f"error: {exc}")
+            sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _err("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and aborts
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()
