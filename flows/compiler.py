@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import operator
 from typing import Annotated, Any, TypedDict
 
 from flowloom.flows.context import BuildContext
@@ -76,6 +75,13 @@ def state_schema(flow: Flow) -> type:
     return TypedDict(f"{safe}_State", fields, total=False)  # type: ignore[operator]
 
 
+def _route_reader(key: str) -> Any:
+    def read_route(state: dict[str, Any]) -> str:
+        return state[key]
+
+    return read_route
+
+
 def _end(name: str) -> str:
     return {START: LG_START, END: LG_END}.get(name, name)
 
@@ -110,7 +116,7 @@ def build_graph(
         else:
             graph.add_edge(_end(edge.source), _end(edge.target))
     for source, path_map in conditional.items():
-        graph.add_conditional_edges(source, operator.itemgetter(routers[source]), path_map)
+        graph.add_conditional_edges(source, _route_reader(routers[source]), path_map)
     return graph
 
 
