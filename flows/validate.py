@@ -287,6 +287,11 @@ class _Checker:
             pred[edge.target].add(edge.source)
         reachable = _walk(START, succ)
         reaches_end = _walk(END, pred)
+        # a node whose way out is a dangling edge has that problem reported already
+        kept = {id(e) for e in edges}
+        for edge in self.flow.edges:
+            if id(edge) not in kept and edge.source in self.index:
+                reaches_end |= _walk(edge.source, pred)
         trapped: set[str] = set()
         for component in _strongly_connected(list(self.index), succ):
             looping = len(component) > 1 or next(iter(component)) in succ[next(iter(component))]

@@ -259,7 +259,9 @@ def main() -> None:
         except ImportError:
             pass
         try:
-            app(standalone_mode=False)
+            code = app(standalone_mode=False)
+            if isinstance(code, int) and code:
+                sys.exit(code)
         except (FlowError, UsageError) as exc:
             _err(f"error: {exc}" if not str(exc).count("\n") else str(exc))
             sys.exit(2)
