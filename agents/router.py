@@ -12,10 +12,11 @@ import re
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from flowloom.flows.registry import NodeContext, NodeType, StateRef
-from flowloom.flows.templates import message_text
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from flowloom.flows.registry import NodeContext, NodeType, StateRef
+from flowloom.flows.templates import message_text
 
 __all__ = ["NODE_TYPE", "Params", "Route", "build", "match_label"]
 

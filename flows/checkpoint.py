@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
 from flowloom.flows.errors import FlowError
 from flowloom.flows.home import flowloom_home
-from langgraph.checkpoint.base import BaseCheckpointSaver
 
 __all__ = ["checkpointer_kind", "open_checkpointer"]
 
@@ -68,8 +69,8 @@ async def open_checkpointer(
         conn = url.replace("postgresql+psycopg://", "postgresql://")  # type: ignore[union-attr]
         async with AsyncExitStack() as stack:
             try:
-                saver = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(conn))
-                await saver.setup()
+                pg = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(conn))
+                await pg.setup()
             except (OSError, psycopg.OperationalError) as exc:
                 raise FlowError(f"cannot connect to PostgreSQL at {url}: {exc}") from None
-            yield saver
+            yield pg

@@ -12,13 +12,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Annotated, Any, TypedDict
 
-from flowloom.flows.context import BuildContext
-from flowloom.flows.errors import FlowBuildError, FlowValidationError
-from flowloom.flows.format import END, START, Flow, StateField
-from flowloom.flows.registry import NodeContext, NodeRegistry, default_registry
-from flowloom.flows.validate import validate_document
 from langchain_core.messages import AnyMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END as LG_END
@@ -26,6 +22,12 @@ from langgraph.graph import START as LG_START
 from langgraph.graph import StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
+
+from flowloom.flows.context import BuildContext
+from flowloom.flows.errors import FlowBuildError, FlowValidationError
+from flowloom.flows.format import END, START, Flow, StateField
+from flowloom.flows.registry import NodeContext, NodeRegistry, default_registry
+from flowloom.flows.validate import validate_document
 
 __all__ = ["build_graph", "compile_flow", "state_schema"]
 
@@ -95,7 +97,7 @@ def build_graph(
     _, problems = validate_document(flow.model_dump(mode="json"), registry)
     if problems:
         raise FlowValidationError(problems, source=flow.id)
-    graph = StateGraph(state_schema(flow))
+    graph: StateGraph = StateGraph(state_schema(flow))
     routers: dict[str, str] = {}
     for node in flow.nodes:
         node_type = registry.get(node.type)
@@ -109,7 +111,7 @@ def build_graph(
         graph.add_node(node.id, fn, metadata={"flowloom_type": node.type})
         if node_type.route_field is not None:
             routers[node.id] = node_type.route_field(params)
-    conditional: dict[str, dict[str, str]] = {}
+    conditional: dict[str, dict[Hashable, str]] = {}
     for edge in flow.edges:
         if edge.source in routers:
             conditional.setdefault(edge.source, {})[edge.condition or ""] = _end(edge.target)

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from flowloom.flows.prompts import PromptStore
     from langchain_core.language_models import BaseChatModel
+
+    from flowloom.flows.prompts import PromptStore
 
 __all__ = ["BuildContext", "ModelProvider"]
 

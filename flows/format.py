@@ -118,7 +118,7 @@ class Layout(_Model):
 class Flow(_Model):
     """A versioned flow document."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     id: str = Field(..., json_schema_extra={"pattern": ID_PATTERN})
     name: str = Field(..., min_length=1, max_length=200)
     description: str = ""

@@ -97,10 +97,10 @@ def _v0_to_v1(doc: Document) -> Document:
     edges = []
     for edge in doc.get("edges") or []:
         if isinstance(edge, list | tuple) and len(edge) in (2, 3):
-            out = {"source": edge[0], "target": edge[1]}
+            spec = {"source": edge[0], "target": edge[1]}
             if len(edge) == 3 and edge[2] is not None:
-                out["condition"] = edge[2]
-            edges.append(out)
+                spec["condition"] = edge[2]
+            edges.append(spec)
         else:
             edges.append(edge)  # left for validation to report
     state_in = doc.get("state") or []
@@ -110,7 +110,7 @@ def _v0_to_v1(doc: Document) -> Document:
         else state_in
     )
     name = doc.get("name") or doc.get("id") or "Untitled flow"
-    out: Document = {
+    upgraded: Document = {
         "schema_version": 1,
         "id": doc.get("id") or _slug(str(name)),
         "name": name,
@@ -121,5 +121,5 @@ def _v0_to_v1(doc: Document) -> Document:
         "layout": {"nodes": positions},
     }
     if "recursion_limit" in doc:
-        out["recursion_limit"] = doc["recursion_limit"]
-    return out
+        upgraded["recursion_limit"] = doc["recursion_limit"]
+    return upgraded

@@ -24,9 +24,10 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from flowloom.flows.context import BuildContext
 from flowloom.flows.errors import FlowBuildError
-from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from flowloom.flows.format import Flow

@@ -18,11 +18,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StreamMode
+
 from flowloom.flows.errors import FlowRunError
 from flowloom.flows.format import Flow
 from flowloom.flows.templates import message_text
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
-from langgraph.graph.state import CompiledStateGraph
 
 __all__ = ["FlowRunner", "RunEvent", "RunResult", "make_input", "output_of"]
 
@@ -101,13 +104,13 @@ class FlowRunner:
 
     async def _prepare(
         self, value: str | dict[str, Any] | None, thread_id: str | None
-    ) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    ) -> tuple[dict[str, Any], RunnableConfig, str | None]:
         graph_input = make_input(self.flow, value)
         if self.has_checkpointer:
             thread_id = thread_id or str(uuid.uuid4())
         elif thread_id is not None:
             raise FlowRunError("threads need a checkpointer; this runner has none")
-        config: dict[str, Any] = {"configurable": {"thread_id": thread_id}} if thread_id else {}
+        config: RunnableConfig = {"configurable": {"thread_id": thread_id}} if thread_id else {}
         if self._defaults:
             is_new = thread_id is None or not (await self.graph.aget_state(config)).values
             if is_new:
@@ -133,11 +136,12 @@ class FlowRunner:
     ) -> AsyncIterator[RunEvent]:
         """Stream node updates (and model tokens), then a final 'done' event."""
         graph_input, config, thread_id = await self._prepare(value, thread_id)
-        modes = ["updates", "values", "messages"] if tokens else ["updates", "values"]
+        modes: list[StreamMode] = ["updates", "values"] + (["messages"] if tokens else [])
         started = last = time.perf_counter()
         node_seconds: dict[str, float] = {}
         values: dict[str, Any] = {}
-        async for mode, chunk in self.graph.astream(graph_input, config, stream_mode=modes):
+        parts: AsyncIterator[Any] = self.graph.astream(graph_input, config, stream_mode=modes)
+        async for mode, chunk in parts:
             if mode == "messages":
                 message, _meta = chunk
                 if isinstance(message, AIMessageChunk) and message.content:

@@ -13,10 +13,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from flowloom.flows.errors import Problem
 from flowloom.flows.format import END, ID_PATTERN, START, TYPE_PATTERN, EdgeSpec, Flow
 from flowloom.flows.registry import NodeRegistry, NodeType, UnknownNodeType, closest
-from pydantic import BaseModel, ValidationError
 
 __all__ = ["pydantic_problems", "validate_document", "validate_params"]
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from flowloom.flows.errors import FlowBuildError
 from flowloom.flows.nodes._common import check_template, is_messages_field, template_refs
 from flowloom.flows.registry import NodeContext, NodeType, StateRef, closest
 from flowloom.flows.templates import Template
-from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["NODE_TYPE", "Params", "build"]
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
 from flowloom.flows.errors import FlowBuildError, FlowError
 from flowloom.flows.nodes._common import check_template, template_refs
 from flowloom.flows.prompts import parse_ref
 from flowloom.flows.registry import NodeContext, NodeType, StateRef
 from flowloom.flows.templates import Template
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = ["NODE_TYPE", "Params", "build"]
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from flowloom.flows.nodes._common import check_template, template_refs
 from flowloom.flows.registry import NodeContext, NodeType, StateRef
 from flowloom.flows.templates import Template
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = ["NODE_TYPE", "Params", "build"]
 

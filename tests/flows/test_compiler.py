@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from langgraph.errors import GraphRecursionError
 
-from flowloom.flows.context import BuildContext
 from flowloom.flows.compiler import compile_flow
+from flowloom.flows.context import BuildContext
 from flowloom.flows.errors import FlowBuildError, FlowValidationError
 from flowloom.flows.format import Flow
 from flowloom.flows.loader import examples_dir, load_flow

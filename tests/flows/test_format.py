@@ -45,7 +45,8 @@ def _snapshot(name: str, value: object) -> None:
 
 def test_flow_json_schema_snapshot():
     schema = flow_json_schema()
-    assert schema["$defs"]["NodeSpec"]["properties"]["type"]["examples"] == default_registry().keys()
+    node = schema["$defs"]["NodeSpec"]
+    assert node["properties"]["type"]["examples"] == default_registry().keys()
     _snapshot("flow.schema.json", schema)
 
 

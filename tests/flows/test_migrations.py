@@ -21,7 +21,8 @@ V0 = {
             "params": {"routes": [{"label": "billing", "value": "invoice"}], "mode": "contains"},
             "position": [10, 20],
         },
-        "billing": {"type": "state.set", "params": {"values": {"route": "b"}}, "position": [300, 20]},
+        "billing": {"type": "state.set", "params": {"values": {"route": "b"}},
+                    "position": [300, 20]},
     },
     "edges": [["START", "classify"], ["classify", "billing", "billing"],
               ["classify", "END", "default"], ["billing", "END"]],
@@ -52,7 +53,9 @@ def test_migrate_leaves_input_untouched_and_current_is_noop():
     assert not current.changed and current.notes == []
 
 
-@pytest.mark.parametrize(("version", "message"), [(99, "newer than"), ("1", "integer"), (-1, ">= 0")])
+@pytest.mark.parametrize(
+    ("version", "message"), [(99, "newer than"), ("1", "integer"), (-1, ">= 0")]
+)
 def test_bad_versions(version, message):
     with pytest.raises(FlowLoadError, match=message):
         migrate({"schema_version": version, "nodes": []})
