@@ -136,7 +136,9 @@ class FlowRunner:
     ) -> AsyncIterator[RunEvent]:
         """Stream node updates (and model tokens), then a final 'done' event."""
         graph_input, config, thread_id = await self._prepare(value, thread_id)
-        modes: list[StreamMode] = ["updates", "values"] + (["messages"] if tokens else [])
+        modes: list[StreamMode] = ["updates", "values"]
+        if tokens:
+            modes.append("messages")
         started = last = time.perf_counter()
         node_seconds: dict[str, float] = {}
         values: dict[str, Any] = {}
