@@ -63,6 +63,15 @@ def build(params: Params, ctx: NodeContext) -> Any:
         except FlowError as exc:
             raise FlowBuildError(str(exc), node_id=ctx.node_id) from None
     template = Template(source)
+    unknown = sorted(
+        ref.field for ref in template_refs("prompt", source) if ref.field not in ctx.flow.state
+    )
+    if unknown:
+        raise FlowBuildError(
+            f"prompt {params.prompt} reads state fields the flow does not declare: "
+            f"{', '.join(unknown)}; declared: {', '.join(ctx.flow.state) or 'none'}",
+            node_id=ctx.node_id,
+        )
     output = params.output
 
     def prompt_template(state: dict[str, Any]) -> dict[str, Any]:
