@@ -1,0 +1,226 @@
+"""The models file, in LiteLLM proxy's own shape, validated by pydantic.
+
+```yaml
+model_list:
+  - model_name: local                      # the alias flows name
+    litellm_params:                        # passed to litellm as is
+      model: openai/local
+      api_base: os.environ/FLOWLOOM_MODEL_URL
+    model_info: {embedded: true, mode: chat}
+router_settings: {num_retries: 1, fallbacks: [{gpt-4o-mini: [local]}]}
+```
+
+Secrets are written `os.environ/NAME` and resolved when the router is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flowloom.backends.gateway.errors import GatewayConfigError
+from flowloom.flows.errors import Problem
+
+__all__ = [
+    "ENV_PREFIX",
+    "Deployment",
+    "GatewayConfig",
+    "LiteLLMParams",
+    "ModelInfo",
+    "RetryPolicy",
+    "RouterSettings",
+    "env_refs",
+    "load_gateway_config",
+    "parse_gateway_config",
+]
+
+ENV_PREFIX = "os.environ/"
+
+
+class LiteLLMParams(BaseModel):
+    """`litellm_params` of one deployment; keys beyond these go to litellm unchanged."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, description="provider/model, e.g. `openai/gpt-4o-mini`")
+    api_base: str | None = None
+    api_key: str | None = None
+    rpm: int | None = Field(default=None, ge=0)
+    tpm: int | None = Field(default=None, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class ModelInfo(BaseModel):
+    """`model_info` of one deployment. `embedded: true` marks flowloom's bundled model service."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = None
+    mode: str = "chat"
+    embedded: bool = False
+
+
+class Deployment(BaseModel):
+    """One entry of `model_list`: a deployment serving the alias `model_name`."""
+
+    model_name: str = Field(min_length=1)
+    litellm_params: LiteLLMParams
+    model_info: ModelInfo = Field(default_factory=ModelInfo)
+
+
+class RetryPolicy(BaseModel):
+    """Retries per exception type (litellm's `RetryPolicy`); unset types use `num_retries`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    BadRequestErrorRetries: int | None = Field(default=None, ge=0)
+    AuthenticationErrorRetries: int | None = Field(default=None, ge=0)
+    TimeoutErrorRetries: int | None = Field(default=None, ge=0)
+    RateLimitErrorRetries: int | None = Field(default=None, ge=0)
+    ContentPolicyViolationErrorRetries: int | None = Field(default=None, ge=0)
+    InternalServerErrorRetries: int | None = Field(default=None, ge=0)
+    ServiceUnavailableErrorRetries: int | None = Field(default=None, ge=0)
+    NotFoundErrorRetries: int | None = Field(default=None, ge=0)
+    DefaultRetries: int | None = Field(default=None, ge=0)
+
+
+Fallbacks = list[dict[str, list[str]]]
+
+
+class RouterSettings(BaseModel):
+    """Keyword arguments of `litellm.Router`; the common ones are typed, others pass through."""
+
+    model_config = ConfigDict(extra="allow")
+
+    num_retries: int | None = Field(default=None, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
+    retry_after: float | None = Field(default=None, ge=0)
+    retry_policy: RetryPolicy | None = None
+    allowed_fails: int | None = Field(default=None, ge=0)
+    cooldown_time: float | None = Field(default=None, ge=0)
+    routing_strategy: str | None = None
+    fallbacks: Fallbacks | None = None
+    context_window_fallbacks: Fallbacks | None = None
+    content_policy_fallbacks: Fallbacks | None = None
+
+    def router_kwargs(self) -> dict[str, Any]:
+        """These settings as `litellm.Router(**kwargs)` takes them."""
+        return self.model_dump(exclude_none=True)
+
+
+class GatewayConfig(BaseModel):
+    """A whole models file. `general_settings` is accepted (proxy configs have it) and unused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_list: list[Deployment] = Field(min_length=1)
+    router_settings: RouterSettings = Field(default_factory=RouterSettings)
+    litellm_settings: dict[str, Any] = Field(default_factory=dict)
+    general_settings: dict[str, Any] = Field(default_factory=dict)
+
+    def aliases(self) -> list[str]:
+        """The distinct `model_name`s, in the order they first appear."""
+        return list(dict.fromkeys(d.model_name for d in self.model_list))
+
+
+def env_refs(params: Mapping[str, Any]) -> dict[str, str]:
+    """Top-level `os.environ/NAME` values of `params`, as {key: NAME} (what LiteLLM resolves)."""
+    return {
+        key: value[len(ENV_PREFIX):]
+        for key, value in params.items()
+        if isinstance(value, str) and value.startswith(ENV_PREFIX)
+    }
+
+
+def load_gateway_config(path: Path | str) -> GatewayConfig:
+    """Read and validate a models file.
+
+    >>> config = load_gateway_config("backends/models.yaml")  # doctest: +SKIP
+    >>> config.aliases()  # doctest: +SKIP
+    ['local', 'local-embed']
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GatewayConfigError([Problem("", f"cannot read: {exc.strerror or exc}")],
+                                 source=str(path)) from exc
+    return parse_gateway_config(text, source=str(path))
+
+
+def parse_gateway_config(text: str, *, source: str | None = None) -> GatewayConfig:
+    """Validate the YAML text of a models file; every problem is reported with its path."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        message = str(getattr(exc, "problem", None) or exc)
+        raise GatewayConfigError([Problem(where, f"not valid YAML: {message}")],
+                                 source=source) from exc
+    if not isinstance(data, dict):
+        found = "an empty document" if data is None else type(data).__name__
+        raise GatewayConfigError(
+            [Problem("", f"expected a mapping with 'model_list', found {found}")], source=source
+        )
+    try:
+        config = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise GatewayConfigError(_problems(exc), source=source) from exc
+    problems = list(_cross_problems(config))
+    if problems:
+        raise GatewayConfigError(problems, source=source)
+    return config
+
+
+def _path(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _problems(exc: ValidationError) -> list[Problem]:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        message = error["msg"]
+        message = message[:1].lower() + message[1:]
+        choices: tuple[str, ...] = ()
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+            owner = GatewayConfig if len(loc) == 1 else RetryPolicy
+            choices = tuple(owner.model_fields)
+        problems.append(Problem(_path(loc), message, choices=choices, code=error["type"]))
+    return problems
+
+
+def _cross_problems(config: GatewayConfig) -> Iterable[Problem]:
+    """What pydantic cannot see: fallbacks naming unknown aliases, duplicate deployment ids."""
+    aliases = config.aliases()
+    settings = config.router_settings
+    for field in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks"):
+        entries: Sequence[dict[str, list[str]]] = getattr(settings, field) or []
+        for i, entry in enumerate(entries):
+            base = f"router_settings.{field}[{i}]"
+            if len(entry) != 1:
+                yield Problem(base, "each entry maps one model to its fallbacks: {model: [others]}")
+            for source, targets in entry.items():
+                named = [(f"{base}.{source}", source)]
+                named += [(f"{base}.{source}[{j}]", t) for j, t in enumerate(targets)]
+                for path, name in named:
+                    if name not in aliases:
+                        yield Problem(path, f"{name!r} is not a model_name", choices=tuple(aliases))
+    seen: dict[str, int] = {}
+    for i, deployment in enumerate(config.model_list):
+        ident = deployment.model_info.id
+        if ident is None:
+            continue
+        if ident in seen:
+            yield Problem(f"model_list[{i}].model_info.id",
+                          f"duplicate id {ident!r} (also model_list[{seen[ident]}])")
+        seen.setdefault(ident, i)
