@@ -45,9 +45,10 @@ def _provider(model: str) -> str:
 async def _probe(client: httpx.AsyncClient, planned: PlannedDeployment) -> DeploymentHealth:
     route = planned.route
     if not route.active:
-        missing = ", ".join(route.missing_env)
-        return DeploymentHealth(route.alias, route.id, route.api_base, "skipped",
-                                error=f"not set: {missing}")
+        reason = f"not set: {', '.join(route.missing_env)}"
+        if route.embedded:
+            reason = f"embedded model service not started ({reason})"
+        return DeploymentHealth(route.alias, route.id, route.api_base, "skipped", error=reason)
     provider = _provider(route.model)
     base = planned.api_base or _DEFAULT_BASES.get(provider)
     if provider not in OPENAI_COMPATIBLE or base is None:

@@ -228,6 +228,11 @@ async def test_fallback_to_another_model_is_quick(fake_openai: FakeOpenAI) -> No
     record = gw.recent_calls(1)[0]
     assert (record.model, record.deployment, record.ok) == ("flaky", "steady#0", True)
 
+    start = time.perf_counter()
+    chunks = [c async for c in gw.astream("flaky", USER)]
+    assert time.perf_counter() - start < 1.5
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY
+
 
 async def test_failover_between_deployments_of_one_model(fake_openai: FakeOpenAI) -> None:
     gw = make_gateway(fake_openai, FALLBACKS)
@@ -353,6 +358,8 @@ async def test_embedded_service_is_started_once_on_first_call(
 
     gw = make_gateway(fake_openai, EMBEDDED, home=tmp_path, ensure_service=ensure)
     assert gw.routes()["local"][0].missing_env == (MODEL_URL_ENV,)  # nothing started yet
+    (before, _) = await gw.ahealth()
+    assert before.status == "skipped" and "not started" in (before.error or "")
     assert started == []
     await gw.acompletion("local", USER)
     await gw.acompletion("local", USER)
