@@ -57,39 +57,122 @@ def hand_written(checkpointer: Any = None) -> Any:
     return graph.compile(checkpointer=checkpointer)
 
 
+def _graph_line(label: str, res: dict[str, float]) -> str:
+    base = res["langgraph"]
+    return (f"{label}: langgraph {fmt_ms(base)}, flowloom {fmt_ms(res['flowloom'])}, ratio "
+            f"{res['flowloom'] / base:.3f} (goal <= 1.05); noise floor: a second hand-written "
+            f"copy {res['langgraph-copy'] / base:.3f}")
+
+
 async def bench_graphs(quick: bool) -> list[str]:
+    """A flowloom flow vs the same graph written by hand (and vs a second hand-written
+    copy, so the line shows how much of a ratio is noise)."""
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     flow = load_flow(FLOW).flow
     n, rounds = (100, 5) if quick else (300, 15)
-    lines = []
-    ours, theirs = compile_flow(flow), hand_written()
+    ours, theirs, copy = compile_flow(flow), hand_written(), hand_written()
     assert await ours.ainvoke({}) == await theirs.ainvoke({}) == {"a": "A", "b": "B", "c": "C"}
     res = await compare_async(
-        {"langgraph": lambda: theirs.ainvoke({}), "flowloom": lambda: ours.ainvoke({})},
+        {"langgraph": lambda: theirs.ainvoke({}), "flowloom": lambda: ours.ainvoke({}),
+         "langgraph-copy": lambda: copy.ainvoke({})},
         n=n, rounds=rounds,
     )
-    lines.append(f"3 pure nodes, no checkpointer: langgraph {fmt_ms(res['langgraph'])}, "
-                 f"flowloom {fmt_ms(res['flowloom'])}, ratio "
-                 f"{res['flowloom'] / res['langgraph']:.3f} (goal <= 1.05)")
+    lines = [_graph_line("3 pure nodes, no checkpointer", res)]
     with tempfile.TemporaryDirectory() as tmp:
         async with AsyncSqliteSaver.from_conn_string(f"{tmp}/a.sqlite") as s1, \
-                AsyncSqliteSaver.from_conn_string(f"{tmp}/b.sqlite") as s2:
-            ours, theirs = compile_flow(flow, checkpointer=s1), hand_written(s2)
+                AsyncSqliteSaver.from_conn_string(f"{tmp}/b.sqlite") as s2, \
+                AsyncSqliteSaver.from_conn_string(f"{tmp}/c.sqlite") as s3:
+            ours, theirs, copy = (compile_flow(flow, checkpointer=s1), hand_written(s2),
+                                  hand_written(s3))
             counter = iter(range(10**9))
 
-            def cfg() -> dict[str, Any]:
+            def cfg() -> Any:
                 return {"configurable": {"thread_id": str(next(counter) % 50)}}
 
             res = await compare_async(
                 {"langgraph": lambda: theirs.ainvoke({}, cfg()),
-                 "flowloom": lambda: ours.ainvoke({}, cfg())},
-                n=max(n // 5, 20), rounds=rounds,
+                 "flowloom": lambda: ours.ainvoke({}, cfg()),
+                 "langgraph-copy": lambda: copy.ainvoke({}, cfg())},
+                n=max(n // 5, 20), rounds=rounds * 2,
             )
-    lines.append(f"3 pure nodes, SQLite checkpointer on disk: langgraph "
-                 f"{fmt_ms(res['langgraph'])}, flowloom {fmt_ms(res['flowloom'])}, ratio "
-                 f"{res['flowloom'] / res['langgraph']:.3f} (goal <= 1.05)")
+    lines.append(_graph_line("3 pure nodes, SQLite checkpointer on disk", res))
     return lines
+
+
+_FAKE_SERVER = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[1])
+import uvicorn
+from tests.backends.conftest import FakeOpenAI, make_app
+
+server = FakeOpenAI(host="127.0.0.1", port=0)
+server.requests = type("NoLog", (), {"append": staticmethod(lambda item: None)})()
+uv = uvicorn.Server(uvicorn.Config(make_app(server), host="127.0.0.1", port=0,
+                                   log_level="warning", lifespan="off", access_log=False))
+
+async def main():
+    task = asyncio.create_task(uv.serve())
+    while not uv.started:
+        await asyncio.sleep(0.01)
+    print(uv.servers[0].sockets[0].getsockname()[1], flush=True)
+    await task
+
+asyncio.run(main())
+"""
+
+
+async def bench_gateway(quick: bool) -> list[str]:
+    """Same local OpenAI-compatible server (own process), three ways of calling it."""
+    import subprocess
+
+    import httpx
+    import litellm
+
+    from flowloom.backends.gateway import Gateway, load_gateway_config
+    from flowloom.backends.gateway.routes import plan_deployments
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-c", _FAKE_SERVER, str(root)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        base = f"http://127.0.0.1:{int(proc.stdout.readline())}/ok/v1"
+        # the shipped config, pointed at the fake server; the bare Router gets exactly the
+        # model list and settings the gateway hands LiteLLM
+        os.environ["FLOWLOOM_MODEL_URL"] = base
+        config = load_gateway_config(root / "backends" / "models.yaml")
+        gateway = Gateway(config)
+        router = litellm.Router(
+            model_list=[p.entry for p in plan_deployments(config)],
+            **config.router_settings.router_kwargs(),
+        )
+        messages = [{"role": "user", "content": "Hi"}]
+        async with httpx.AsyncClient() as client:
+
+            async def direct() -> object:
+                r = await client.post(f"{base}/chat/completions",
+                                      json={"model": "local", "messages": messages},
+                                      headers={"Authorization": "Bearer sk-local"})
+                return r.json()
+
+            res = await compare_async(
+                {"http": direct,
+                 "litellm": lambda: router.acompletion(model="local", messages=messages),
+                 "flowloom": lambda: gateway.acompletion("local", messages)},
+                n=20 if quick else 50, rounds=5 if quick else 10,
+            )
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    return [
+        f"chat call to a local OpenAI-compatible server: direct HTTP {fmt_ms(res['http'])}, "
+        f"bare LiteLLM Router {fmt_ms(res['litellm'])}, flowloom gateway "
+        f"{fmt_ms(res['flowloom'])}",
+        f"  LiteLLM adds {fmt_ms(res['litellm'] - res['http'])} over HTTP; flowloom adds "
+        f"{fmt_ms(res['flowloom'] - res['litellm'])} over LiteLLM (goal < 1 ms), ratio "
+        f"{res['flowloom'] / res['litellm']:.3f}",
+    ]
 
 
 async def main() -> None:
@@ -98,6 +181,8 @@ async def main() -> None:
     parser.add_argument("--skip-model", action="store_true", help="skip the embedded model")
     args = parser.parse_args()
     for line in await bench_graphs(args.quick):
+        print(line, flush=True)
+    for line in await bench_gateway(args.quick):
         print(line, flush=True)
 
 
