@@ -1,0 +1,120 @@
+"""The embedding half of the model service: all-MiniLM-L6-v2 through sentence-transformers.
+
+Importing sentence-transformers (and torch) takes 5-7 s, so nothing is imported until the
+first embedding request; the model is loaded once, under a lock, and every encode runs in
+a worker thread so the event loop keeps serving chat streams and health checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio.to_thread
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["EMBED_DIMENSIONS", "EmbeddingRequest", "Embeddings", "SentenceEmbedder"]
+
+EMBED_DIMENSIONS = 384
+"""all-MiniLM-L6-v2's vector size."""
+MAX_INPUTS = 2048
+"""OpenAI's limit on inputs per request; larger batches should be split by the caller."""
+
+
+class EmbeddingRequest(BaseModel):
+    """The body of `POST /v1/embeddings` (OpenAI's shape, text inputs only)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    input: str | list[str] = Field(description="One text or a list of texts.")
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+    user: str | None = None
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+@dataclass(frozen=True, slots=True)
+class Embeddings:
+    """Unit-length vectors, one row per input, and the tokens the inputs used."""
+
+    vectors: np.ndarray
+    tokens: int
+
+    def openai_data(self, encoding_format: Literal["float", "base64"]) -> list[dict[str, Any]]:
+        """The `data` list of OpenAI's response; base64 is little-endian float32, which is
+        what the `openai` client asks for by default."""
+        rows = self.vectors.astype("<f4", copy=False)
+        return [
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": (
+                    base64.b64encode(row.tobytes()).decode("ascii")
+                    if encoding_format == "base64"
+                    else row.tolist()
+                ),
+            }
+            for i, row in enumerate(rows)
+        ]
+
+
+class SentenceEmbedder:
+    """A sentence-transformers model loaded on first use and shared by all requests.
+
+    >>> embedder = SentenceEmbedder(embedder_path())  # doctest: +SKIP
+    >>> (await embedder.aembed(["hello"])).vectors.shape  # doctest: +SKIP
+    (1, 384)
+    """
+
+    def __init__(self, path: Path, *, batch_size: int = 64) -> None:
+        self.path = path
+        self.batch_size = batch_size
+        self._model: Any = None
+        # One lock for load and encode: a second request waits for the first load instead
+        # of loading its own copy, and encodes don't fight over the same cores.
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(self.path), device="cpu")
+        return self._model
+
+    def embed(self, texts: Sequence[str]) -> Embeddings:
+        """Encode `texts` in batches of `batch_size` (blocking; see `aembed`)."""
+        import numpy as np
+
+        with self._lock:
+            model = self._load()
+            if not texts:
+                return Embeddings(np.zeros((0, EMBED_DIMENSIONS), dtype=np.float32), 0)
+            vectors = model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+            limit = int(model.max_seq_length)
+            ids = model.tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+            tokens = sum(min(len(row), limit) for row in ids)
+        return Embeddings(np.asarray(vectors, dtype=np.float32), tokens)
+
+    async def aembed(self, texts: Sequence[str]) -> Embeddings:
+        """`embed` in a worker thread, leaving the event loop free."""
+        return await anyio.to_thread.run_sync(self.embed, texts)
