@@ -359,8 +359,7 @@ def serve(
             ready(url)
 
     def on_stop() -> None:
-        if advertise:
-            withdraw_service(home)
+        withdraw_service(home)  # only if the state file names this process
 
     try:
         app = build_app(gguf, embedder=embed)
