@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["EMBED_DIMENSIONS", "EmbeddingRequest", "Embeddings", "SentenceEmbedder"]
+__all__ = [
+    "EMBED_DIMENSIONS", "MAX_INPUTS", "EmbeddingRequest", "Embeddings", "SentenceEmbedder",
+]
 
 EMBED_DIMENSIONS = 384
 """all-MiniLM-L6-v2's vector size."""
@@ -76,9 +78,10 @@ class SentenceEmbedder:
     (1, 384)
     """
 
-    def __init__(self, path: Path, *, batch_size: int = 64) -> None:
+    def __init__(self, path: Path, *, batch_size: int = 64, threads: int | None = None) -> None:
         self.path = path
         self.batch_size = batch_size
+        self.threads = threads  # torch's intra-op threads; None leaves torch's default
         self._model: Any = None
         # One lock for load and encode: a second request waits for the first load instead
         # of loading its own copy, and encodes don't fight over the same cores.
@@ -90,7 +93,11 @@ class SentenceEmbedder:
 
     def _load(self) -> Any:
         if self._model is None:
+            import torch
             from sentence_transformers import SentenceTransformer
+
+            if self.threads:
+                torch.set_num_threads(self.threads)
 
             self._model = SentenceTransformer(str(self.path), device="cpu")
         return self._model

@@ -31,7 +31,12 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
-from flowloom.backends._embedder import EmbeddingRequest, SentenceEmbedder
+from flowloom.backends._embedder import (
+    EMBED_DIMENSIONS,
+    MAX_INPUTS,
+    EmbeddingRequest,
+    SentenceEmbedder,
+)
 from flowloom.backends.errors import ModelServiceError
 from flowloom.backends.model_files import embedder_path, ensure_bundled_gguf
 from flowloom.backends.model_launcher import READY_PREFIX, advertise_service, withdraw_service
@@ -111,6 +116,25 @@ def _check_model(requested: str | None, expected: str, endpoint: str) -> None:
     )
 
 
+def _flatten_content(messages: list[Any]) -> None:
+    """Join a message's text parts (`[{"type": "text", "text": ...}]`, which LangChain and
+    LiteLLM send) into one string, in place: the GGUF's chat template wants a string."""
+    for i, message in enumerate(messages):
+        content = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(content, list):
+            continue
+        texts = []
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            if kind != "text" or not isinstance(part.get("text"), str):
+                raise _BadRequest(
+                    400, f"messages[{i}]: {CHAT_MODEL!r} reads text only, not a {kind!r} part",
+                    param="messages",
+                )
+            texts.append(part["text"])
+        message["content"] = "\n".join(texts)
+
+
 def _no_logprobs(requested: object) -> None:
     if requested is not None and requested is not False:  # chat: true; completions: a count
         raise _BadRequest(400, "logprobs are not supported by this service", param="logprobs")
@@ -134,9 +158,11 @@ def _routes(embedder: SentenceEmbedder) -> APIRouter:
     async def chat_completions(request: Request) -> Any:
         try:
             body = await _json_object(request)
-            if not body.get("messages"):
+            messages = body.get("messages")
+            if not messages or not isinstance(messages, list):
                 raise _BadRequest(400, "'messages' is required: a non-empty list of messages",
                                   param="messages")
+            _flatten_content(messages)
             parsed = _parse(CreateChatCompletionRequest, body)
             _check_model(parsed.model, CHAT_MODEL, "chat completions")
             _no_logprobs(parsed.logprobs)
@@ -168,11 +194,11 @@ def _routes(embedder: SentenceEmbedder) -> APIRouter:
             parsed = _parse(EmbeddingRequest, await _json_object(request))
             _check_model(parsed.model, EMBED_MODEL, "embeddings")
             texts = parsed.texts()
-            if len(texts) > 2048:
-                raise _BadRequest(400, f"{len(texts)} inputs; at most 2048 per request",
+            if len(texts) > MAX_INPUTS:
+                raise _BadRequest(400, f"{len(texts)} inputs; at most {MAX_INPUTS} per request",
                                   param="input")
-            if parsed.dimensions is not None and parsed.dimensions != 384:
-                raise _BadRequest(400, f"{EMBED_MODEL} has 384 dimensions, not "
+            if parsed.dimensions is not None and parsed.dimensions != EMBED_DIMENSIONS:
+                raise _BadRequest(400, f"{EMBED_MODEL} has {EMBED_DIMENSIONS} dimensions, not "
                                   f"{parsed.dimensions}", param="dimensions")
         except _BadRequest as exc:
             return exc.response()
@@ -214,14 +240,15 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def default_threads() -> tuple[int, int]:
-    """llama.cpp threads `(generation, prompt)`: `$FLOWLOOM_LLAMA_THREADS` for both, else
-    all cores but one for generation and all cores for the prompt.
+def default_threads() -> int:
+    """Threads for llama.cpp (and torch): `$FLOWLOOM_LLAMA_THREADS`, else all cores but one.
 
     Why one core fewer: llama.cpp's threads spin at a barrier after every op, so when
-    anything else wants a core (the embedder, the flow, a browser) generation collapses.
-    Measured on 2 cores with another process busy: 1.8 tok/s with 2 threads, 13 with 1;
-    idle, 2 threads give 23 tok/s against 13.
+    anything else wants a core (the embedder, the flow, a browser) every op waits for the
+    thread that lost it. Measured on 2 cores beside another busy process: a 16-token answer
+    in 0.8 s with 1 thread against 7.4 s with 2 for the prompt; generation at 13 tok/s
+    against 1.8; embeddings at 290/s against 60-200. The price, on an idle 2-core machine:
+    13 tok/s instead of 23 and half the prompt speed.
     """
     if configured := os.environ.get(THREADS_ENV, "").strip():
         try:
@@ -232,9 +259,8 @@ def default_threads() -> tuple[int, int]:
             ) from None
         if threads < 1:
             raise ModelServiceError(f"${THREADS_ENV} must be at least 1, not {threads}")
-        return threads, threads
-    cpus = _cpu_count()
-    return max(1, cpus - 1), cpus
+        return threads
+    return max(1, _cpu_count() - 1)
 
 
 def build_app(
@@ -253,10 +279,10 @@ def build_app(
     from llama_cpp.server.app import create_app
     from llama_cpp.server.settings import ModelSettings, ServerSettings
 
-    threads, batch_threads = (n_threads, n_threads) if n_threads else default_threads()
+    threads = n_threads or default_threads()
     settings = ModelSettings(
         model=str(model_path), model_alias=CHAT_MODEL, n_ctx=n_ctx, n_threads=threads,
-        n_threads_batch=batch_threads, verbose=False,
+        n_threads_batch=threads, verbose=False,
         # llama_cpp.server defaults to logits for every position: an n_ctx x vocab float
         # array (5 GB at 8192 x 151,936) and a ~10x slower prompt. The price: no logprobs.
         logits_all=False,
@@ -270,7 +296,8 @@ def build_app(
         raise ModelServiceError(f"llama.cpp could not load {model_path}: {exc}") from exc
     app.title = "flowloom model service"
 
-    ours = _routes(SentenceEmbedder(embedder or embedder_path())).routes
+    # The embedder gets the same count: torch's threads suffer from a busy core as well.
+    ours = _routes(SentenceEmbedder(embedder or embedder_path(), threads=threads)).routes
     ours_paths = {getattr(route, "path", None) for route in ours}
     kept = [route for route in app.router.routes
             if getattr(route, "path", "") not in ours_paths

@@ -77,6 +77,16 @@ def test_chat_completion_answers(client: OpenAI) -> None:
 
 
 @pytest.mark.slow
+def test_text_parts_are_joined(service: Service) -> None:
+    parts = [{"type": "text", "text": "What is the capital of France?"},
+             {"type": "text", "text": "Answer in one word."}]
+    body = {"messages": [{"role": "user", "content": parts}], "max_tokens": 8, "temperature": 0}
+    reply = httpx.post(f"{service.url}/chat/completions", json=body, timeout=60)
+    assert reply.status_code == 200, reply.text
+    assert "Paris" in reply.json()["choices"][0]["message"]["content"]
+
+
+@pytest.mark.slow
 def test_text_completion_names_the_alias(service: Service) -> None:
     body = {"prompt": "def add(a, b):", "max_tokens": 4, "temperature": 0}
     reply = httpx.post(f"{service.url}/completions", json=body, timeout=60).json()
@@ -163,6 +173,9 @@ async def test_concurrent_requests_queue(service: Service) -> None:
         ("chat/completions", b"[1, 2]", 400, "JSON object"),
         ("chat/completions", {"messages": [{"role": "robot", "content": "hi"}]}, 400, "role"),
         ("chat/completions", {"model": "local-embed", "messages": QUESTION}, 400, "'local'"),
+        ("chat/completions", {"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}, 400, "text only"),
+        ("completions", {"prompt": "word " * 9000, "max_tokens": 4}, 400, "context length"),
         ("completions", {"model": "local"}, 400, "prompt"),
         ("completions", {"prompt": "hi", "logprobs": 0}, 400, "logprobs"),
         ("embeddings", {"model": "local-embed"}, 400, "input"),
@@ -261,3 +274,18 @@ def test_vllm_engine_says_how_to_install_it() -> None:
         pytest.skip("vLLM is installed here")
     with pytest.raises(ModelServiceError, match=r"install flowloom\[gpu\]"):
         vllm_command()
+
+
+def test_thread_count_leaves_a_core_free_unless_configured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flowloom.backends.model_service import THREADS_ENV, default_threads
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    assert default_threads() == max(1, len(os.sched_getaffinity(0)) - 1)
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert default_threads() == 3
+    for bad in ("many", "0"):
+        monkeypatch.setenv(THREADS_ENV, bad)
+        with pytest.raises(ModelServiceError, match=THREADS_ENV):
+            default_threads()
