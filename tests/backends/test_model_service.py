@@ -47,9 +47,9 @@ class Service:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+def service(model_home: Path) -> Iterator[Service]:
     """One real model service for the module, started the way commands start it."""
-    home = tmp_path_factory.mktemp("model-home")
+    home = model_home
     saved = os.environ.get(MODEL_URL_ENV)
     url = ensure_model_service(home)
     yield Service(home, url)
@@ -58,7 +58,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     assert not service_state_path(home).exists()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
-    if saved is not None:
+    if saved is None:
+        os.environ.pop(MODEL_URL_ENV, None)
+    else:
         os.environ[MODEL_URL_ENV] = saved
 
 
