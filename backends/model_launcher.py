@@ -41,6 +41,7 @@ __all__ = [
     "advertise_service",
     "ensure_model_service",
     "read_service_state",
+    "running_service_url",
     "service_log_path",
     "service_state_path",
     "stop_started_services",
@@ -111,7 +112,9 @@ def _answers(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def _reusable_url(home: Path) -> str | None:
+def running_service_url(home: Path) -> str | None:
+    """The URL of a model service advertised in `home` that answers, else None (starts
+    nothing)."""
     state = read_service_state(home)
     if state is not None and _answers(state["url"]):
         return str(state["url"])
@@ -254,11 +257,11 @@ def ensure_model_service(home: Path, *, timeout: float = 120) -> str:
     """
     global _atexit_registered
     home = Path(home).expanduser().resolve()
-    url = _reusable_url(home)
+    url = running_service_url(home)
     if url is None:
         ensure_bundled_gguf(home)  # its errors name the missing package; raise them here
         with _file_lock(home / "run" / "model-service.lock", timeout), _started_lock:
-            url = _reusable_url(home)
+            url = running_service_url(home)
             if url is None:
                 started = _start(home, timeout)
                 _started[home] = started

@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -213,22 +214,33 @@ def models_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show the gateway's model routes (and their health with --check)."""
-    from flowloom.backends.gateway import load_gateway
+    from flowloom.backends.gateway import MODEL_URL_ENV, load_gateway
+    from flowloom.backends.model_launcher import running_service_url
+    from flowloom.flows.home import flowloom_home
 
+    running = running_service_url(flowloom_home())
+    if running and not os.environ.get(MODEL_URL_ENV):
+        os.environ[MODEL_URL_ENV] = running  # show and probe the service already up
+    service_known = bool(os.environ.get(MODEL_URL_ENV))
     gateway = load_gateway(models)
-    routes = gateway.routes()
-    health = asyncio.run(gateway.ahealth()) if check else None
+    routes = {alias: [asdict(r) for r in deps] for alias, deps in gateway.routes().items()}
+    health = {h.deployment: asdict(h) for h in asyncio.run(gateway.ahealth())} if check else {}
     if as_json:
-        _dump({"routes": routes, "health": health})
+        _dump({"routes": routes, "health": list(health.values()) if check else None})
         return
     for alias, deployments in routes.items():
         typer.echo(alias)
         for dep in deployments:
-            typer.echo(f"  -> {dep.get('model')}  {dep.get('api_base') or ''}")
-    if health is not None:
-        typer.echo("health:")
-        for item in health:
-            typer.echo(f"  {json.dumps(item, default=str)}")
+            line = f"  {dep['id']:<12} {dep['model']:<28} {dep['api_base'] or ''}"
+            if dep["embedded"] and not service_known:
+                line += "  (embedded model service: not running, starts on first use)"
+            elif dep["missing_env"]:
+                line += f"  (left out: {', '.join(dep['missing_env'])} not set)"
+            if dep["id"] in health and (service_known or not dep["embedded"]):
+                h = health[dep["id"]]
+                latency = f" {h['latency_ms']:.0f} ms" if h["latency_ms"] is not None else ""
+                line += f"  [{h['status']}{latency}{': ' + h['error'] if h['error'] else ''}]"
+            typer.echo(line)
 
 
 @app.command("serve-model")

@@ -142,7 +142,13 @@ class Gateway:
         with self._build_lock:
             if self._router is not None:
                 return
-            self._start_embedded_service()
+            # Starting the model service (a subprocess) and importing litellm (~3.5 s) take
+            # about as long as each other: do them side by side.
+            starter = threading.Thread(target=self._start_embedded_service, daemon=True)
+            starter.start()
+            import litellm  # noqa: F401
+
+            starter.join()
             planned = plan_deployments(self._config)
             for p in planned:
                 if not p.route.active:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,24 @@ def test_migrate_writes_current_version(tmp_path):
     assert out.returncode == 0 and "migrated from schema version 0 to 1" in out.stderr
     assert json.loads(path.read_text())["schema_version"] == 1
     assert flowloom("validate", str(path)).returncode == 0
+
+
+def test_models_without_a_running_service(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "flowloom.ui.cli", "models", "--check"],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "FLOWLOOM_HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("not running, starts on first use") == 2
+
+
+@pytest.mark.slow
+def test_models_check_probes_the_running_service(model_home, running_model_service):
+    env = {**os.environ, "FLOWLOOM_HOME": str(model_home)}
+    env.pop("FLOWLOOM_MODEL_URL", None)
+    out = subprocess.run([sys.executable, "-m", "flowloom.ui.cli", "models", "--check", "--json"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert {r["alias"]: r["status"] for r in report["health"]} == {
+        "local": "ok", "local-embed": "ok"}
+    assert report["routes"]["local"][0]["api_base"] == running_model_service
