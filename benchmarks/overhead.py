@@ -175,6 +175,74 @@ async def bench_gateway(quick: bool) -> list[str]:
     ]
 
 
+async def bench_model(quick: bool) -> list[str]:
+    """Time to first token and tokens/s of the bundled model, streamed through the
+    gateway and, as the baseline, straight from the model service over HTTP."""
+    import json
+    import statistics
+    import time
+
+    import httpx
+
+    from flowloom.backends.gateway import Gateway, load_gateway_config
+    from flowloom.backends.model_launcher import ensure_model_service, stop_started_services
+    from flowloom.flows.home import flowloom_home
+
+    home = flowloom_home()
+    started = time.perf_counter()
+    url = ensure_model_service(home)
+    ready_s = time.perf_counter() - started
+    root = Path(__file__).resolve().parent.parent
+    gateway = Gateway(load_gateway_config(root / "backends" / "models.yaml"), home=home)
+    prompt = [{"role": "user", "content": "Write a short paragraph about the history of Paris."}]
+    max_tokens = 64 if quick else 128
+
+    async def via_http(client: httpx.AsyncClient) -> tuple[float, float, int]:
+        t0 = time.perf_counter()
+        first, tokens = 0.0, 0
+        body = {"model": "local", "messages": prompt, "max_tokens": max_tokens,
+                "temperature": 0, "stream": True}
+        async with client.stream("POST", f"{url}/chat/completions", json=body) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                delta = json.loads(line[6:])["choices"][0]["delta"].get("content")
+                if delta:
+                    tokens += 1
+                    first = first or time.perf_counter() - t0
+        return first, time.perf_counter() - t0, tokens
+
+    async def via_gateway() -> tuple[float, float, int]:
+        t0 = time.perf_counter()
+        first, tokens = 0.0, 0
+        async for chunk in gateway.astream("local", prompt, max_tokens=max_tokens,
+                                           temperature=0):
+            if chunk.choices and chunk.choices[0].delta.content:
+                tokens += 1
+                first = first or time.perf_counter() - t0
+        return first, time.perf_counter() - t0, tokens
+
+    results: dict[str, list[tuple[float, float, int]]] = {"http": [], "gateway": []}
+    try:
+        async with httpx.AsyncClient(timeout=300) as client:
+            await via_http(client)  # warm-up: the first request maps the model in
+            await via_gateway()
+            for _ in range(2 if quick else 4):
+                results["http"].append(await via_http(client))
+                results["gateway"].append(await via_gateway())
+    finally:
+        stop_started_services(home)
+    lines = [f"embedded model service ready in {ready_s:.2f} s "
+             f"(threads: $FLOWLOOM_LLAMA_THREADS or cores - 1)"]
+    for name, runs in results.items():
+        ttft = statistics.median(r[0] for r in runs)
+        rate = statistics.median(r[2] / (r[1] - r[0]) for r in runs if r[2] > 1)
+        lines.append(f"bundled model streamed via {name}: time to first token "
+                     f"{ttft * 1000:.0f} ms, {rate:.1f} tokens/s "
+                     f"({statistics.median(r[2] for r in runs)} chunks of max {max_tokens})")
+    return lines
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
@@ -184,6 +252,9 @@ async def main() -> None:
         print(line, flush=True)
     for line in await bench_gateway(args.quick):
         print(line, flush=True)
+    if not args.skip_model:
+        for line in await bench_model(args.quick):
+            print(line, flush=True)
 
 
 if __name__ == "__main__":
