@@ -1,0 +1,111 @@
+"""The server's flows: every flow compiled once, on the shared checkpointer, by id.
+
+Flows come from directories of flow files (the examples by default) and from flows saved
+through the API; saving a flow recompiles it, so a saved flow is live at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+
+from flowloom.flows.compiler import compile_flow
+from flowloom.flows.context import BuildContext
+from flowloom.flows.format import Flow
+from flowloom.flows.loader import load_flow
+from flowloom.flows.registry import NodeRegistry, default_registry
+from flowloom.flows.runtime import FlowRunner
+
+__all__ = ["ASSISTANT_NAMESPACE", "CompiledFlow", "FlowCatalog", "system_assistant_id"]
+
+# UUIDv5 namespace of flowloom's system assistants: one per flow, id derived from its id.
+ASSISTANT_NAMESPACE = uuid.UUID("8c5a6d0e-3f0b-5b7e-9a52-6f1c0d2a4b11")
+
+
+def system_assistant_id(flow_id: str) -> str:
+    return str(uuid.uuid5(ASSISTANT_NAMESPACE, flow_id))
+
+
+@dataclass(frozen=True)
+class CompiledFlow:
+    """A flow, its compiled graph (checkpointed) and a runner for it."""
+
+    flow: Flow
+    graph: CompiledStateGraph
+    runner: FlowRunner
+    source: str  # "file:<path>" or "api"
+
+    @property
+    def id(self) -> str:
+        return self.flow.id
+
+    @property
+    def assistant_id(self) -> str:
+        return system_assistant_id(self.flow.id)
+
+
+class FlowCatalog:
+    """Flows by id, compiled against one checkpointer and one build context."""
+
+    def __init__(
+        self,
+        checkpointer: BaseCheckpointSaver,
+        ctx: BuildContext,
+        *,
+        registry: NodeRegistry | None = None,
+    ) -> None:
+        self.checkpointer = checkpointer
+        self.ctx = ctx
+        self.registry = registry or default_registry()
+        self._flows: dict[str, CompiledFlow] = {}
+        self._lock = asyncio.Lock()
+
+    def compile(self, flow: Flow, source: str) -> CompiledFlow:
+        graph = compile_flow(flow, registry=self.registry, ctx=self.ctx,
+                             checkpointer=self.checkpointer)
+        return CompiledFlow(flow, graph, FlowRunner(flow, graph), source)
+
+    def add(self, flow: Flow, source: str) -> CompiledFlow:
+        """Compile and (re)place `flow`; raises flow errors, leaving the old one live."""
+        compiled = self.compile(flow, source)
+        self._flows[flow.id] = compiled
+        return compiled
+
+    def load_dir(self, folder: Path) -> list[str]:
+        """Add every `*.json` flow in `folder`; returns the ids added."""
+        added = []
+        for path in sorted(folder.glob("*.json")):
+            added.append(self.add(load_flow(path, self.registry).flow, f"file:{path}").id)
+        return added
+
+    def remove(self, flow_id: str) -> bool:
+        return self._flows.pop(flow_id, None) is not None
+
+    def get(self, flow_id: str) -> CompiledFlow | None:
+        return self._flows.get(flow_id)
+
+    def by_assistant(self, assistant_id: str) -> CompiledFlow | None:
+        """A flow by its id (graph name) or its system assistant's UUID."""
+        if assistant_id in self._flows:
+            return self._flows[assistant_id]
+        for compiled in self._flows.values():
+            if compiled.assistant_id == assistant_id:
+                return compiled
+        return None
+
+    def ids(self) -> list[str]:
+        return sorted(self._flows)
+
+    def all(self) -> list[CompiledFlow]:
+        return [self._flows[i] for i in self.ids()]
+
+    def describe(self, flow_id: str) -> dict[str, Any]:
+        compiled = self._flows[flow_id]
+        return {"id": compiled.id, "name": compiled.flow.name,
+                "description": compiled.flow.description, "source": compiled.source}
