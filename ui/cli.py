@@ -258,6 +258,31 @@ def serve_model(
     serve(host, port, home=flowloom_home(), engine=engine)
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 8123,
+    database: Annotated[
+        str | None, typer.Option("--database", help="sqlite:///PATH or postgresql://...")
+    ] = None,
+    flows: Annotated[
+        list[Path] | None, typer.Option("--flows", help="Folder of flow files (repeatable).")
+    ] = None,
+    models: ModelsOpt = None,
+) -> None:
+    """Serve every flow over the LangGraph API (langgraph-sdk) and an OpenAI-style API."""
+    from flowloom.backends.server import ServerSettings
+    from flowloom.backends.server import serve as run_server
+    from flowloom.flows.loader import examples_dir
+
+    folders = tuple(flows) if flows else (examples_dir(),)
+    for folder in folders:
+        if not folder.is_dir():
+            raise UsageError(f"--flows {folder}: not a folder")
+    run_server(ServerSettings(host=host, port=port, database=database, models=models,
+                              flows_dirs=folders))
+
+
 def main() -> None:
     """Entry point: run the app and turn domain errors into messages and exit codes."""
     from flowloom.flows.errors import FlowError

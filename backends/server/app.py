@@ -1,0 +1,165 @@
+"""The flowloom API server: every flow served over the LangGraph API protocol.
+
+    $ flowloom serve --port 8123
+    FLOWLOOM_SERVER_READY http://127.0.0.1:8123
+
+langgraph-sdk works against it unchanged:
+    >>> client = get_client(url="http://127.0.0.1:8123", api_key=None)
+    >>> await client.runs.wait(None, "chat", input={"messages": [{"role": "user", ...}]})
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from flowloom.backends.server import assistants_api, runs_api, system_api, threads_api
+from flowloom.backends.server._state import Services
+from flowloom.backends.server.catalog import FlowCatalog
+from flowloom.backends.server.db import open_database
+from flowloom.backends.server.errors import BadRequest, Conflict, NotFound, ServerError
+from flowloom.backends.server.runs import RunManager
+from flowloom.backends.server.store import ServerStore
+from flowloom.flows.checkpoint import open_checkpointer
+from flowloom.flows.context import BuildContext
+from flowloom.flows.errors import FlowError, FlowValidationError
+from flowloom.flows.loader import examples_dir
+
+__all__ = ["READY_PREFIX", "ServerSettings", "create_app", "serve"]
+
+logger = logging.getLogger("flowloom.server")
+READY_PREFIX = "FLOWLOOM_SERVER_READY"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 0
+    database: str | None = None  # None: SQLite files in the data dir
+    home: Path | None = None
+    models: Path | None = None
+    flows_dirs: tuple[Path, ...] = field(default_factory=lambda: (examples_dir(),))
+
+
+def _location(loc: Any) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            parts.append(f"body is not valid JSON: {err.get('ctx', {}).get('error', '')}")
+        else:
+            parts.append(f"{_location(err['loc'])}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    statuses = {NotFound: 404, Conflict: 409, BadRequest: 422}
+
+    @app.exception_handler(ServerError)
+    async def server_error(_: Request, exc: ServerError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=statuses.get(type(exc), 400))
+
+    @app.exception_handler(FlowValidationError)
+    async def flow_invalid(_: Request, exc: FlowValidationError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc),
+                             "problems": [p.to_dict() for p in exc.problems]}, status_code=422)
+
+    @app.exception_handler(FlowError)
+    async def flow_error(_: Request, exc: FlowError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"},
+                            status_code=500)
+
+
+def create_app(settings: ServerSettings | None = None, *,
+               ctx: BuildContext | None = None) -> FastAPI:
+    """The ASGI app. `ctx` replaces the real model gateway (tests use a scripted one)."""
+    settings = settings or ServerSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            saver = await stack.enter_async_context(
+                open_checkpointer(settings.database, home=settings.home))
+            db = await stack.enter_async_context(
+                open_database(settings.database, home=settings.home))
+            build_ctx = ctx
+            if build_ctx is None:
+                from flowloom.backends.context import default_build_context
+
+                build_ctx = default_build_context(home=settings.home,
+                                                  models_config=settings.models)
+            catalog = FlowCatalog(saver, build_ctx)
+            for folder in settings.flows_dirs:
+                catalog.load_dir(folder)
+            store = ServerStore(db)
+            runs = RunManager(store, catalog)
+            orphaned = await store.mark_orphaned_runs(runs.owner)
+            if orphaned:
+                logger.warning("%d runs left unfinished by a stopped server marked error",
+                               orphaned)
+            app.state.flowloom = Services(store, catalog, runs)
+            try:
+                yield
+            finally:
+                await runs.shutdown()
+
+    app = FastAPI(title="flowloom", version="0.1.0", lifespan=lifespan,
+                  description="Flows served over the LangGraph API protocol.")
+    _install_error_handlers(app)
+    for module in (system_api, assistants_api, threads_api, runs_api):
+        app.include_router(module.router)
+    try:
+        from flowloom.backends.server.openai_compat import openai_router
+    except ImportError:
+        pass
+    else:
+        app.include_router(openai_router(lambda: app.state.flowloom.catalog))
+    return app
+
+
+def serve(settings: ServerSettings, *, ctx: BuildContext | None = None) -> None:
+    """Run the server (foreground), announcing `FLOWLOOM_SERVER_READY <url>` on stdout."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(settings, ctx=ctx), log_level="warning",
+                            access_log=False, timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+
+    original = server.startup
+
+    async def startup(sockets: list[socket.socket] | None = None) -> None:
+        await original(sockets=sockets)
+        print(f"{READY_PREFIX} http://{settings.host}:{port}", flush=True)
+
+    server.startup = startup  # type: ignore[method-assign]
+    server.run(sockets=[sock])
+    sys.stdout.flush()

@@ -1,0 +1,123 @@
+"""A small async SQL layer over SQLite (default) or PostgreSQL (to scale out).
+
+Queries use `?` placeholders; the Postgres driver gets them as `%s`. Rows come back as
+dicts. JSON columns are TEXT, so one schema serves both databases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from flowloom.flows.checkpoint import checkpointer_kind
+from flowloom.flows.home import flowloom_home
+
+__all__ = ["Database", "open_database"]
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS fl_threads (
+        thread_id TEXT PRIMARY KEY, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        state_updated_at TEXT NOT NULL, metadata TEXT NOT NULL, status TEXT NOT NULL,
+        config TEXT NOT NULL, graph_id TEXT)""",
+    """CREATE TABLE IF NOT EXISTS fl_runs (
+        run_id TEXT PRIMARY KEY, thread_id TEXT NOT NULL, assistant_id TEXT NOT NULL,
+        status TEXT NOT NULL, metadata TEXT NOT NULL, kwargs TEXT NOT NULL,
+        multitask_strategy TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        owner TEXT)""",
+    "CREATE INDEX IF NOT EXISTS fl_runs_thread ON fl_runs (thread_id, created_at)",
+    """CREATE TABLE IF NOT EXISTS fl_assistants (
+        assistant_id TEXT PRIMARY KEY, graph_id TEXT NOT NULL, name TEXT NOT NULL,
+        description TEXT, config TEXT NOT NULL, context TEXT NOT NULL, metadata TEXT NOT NULL,
+        version INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS fl_assistant_versions (
+        assistant_id TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (assistant_id, version))""",
+    """CREATE TABLE IF NOT EXISTS fl_flows (
+        flow_id TEXT PRIMARY KEY, document TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+]
+
+
+class Database:
+    """`execute`, `fetchone`, `fetchall` over one connection (SQLite) or a pool (Postgres)."""
+
+    kind = "base"
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        raise NotImplementedError
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def setup(self) -> None:
+        for statement in SCHEMA:
+            await self.execute(statement)
+
+
+class _Sqlite(Database):
+    kind = "sqlite"
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cursor = await self.conn.execute(sql, tuple(params))
+        await self.conn.commit()
+        return int(cursor.rowcount)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        async with self.conn.execute(sql, tuple(params)) as cursor:
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+
+
+class _Postgres(Database):
+    kind = "postgres"
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(sql.replace("?", "%s"), tuple(params))
+            return int(cursor.rowcount)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cursor = await conn.execute(sql.replace("?", "%s"), tuple(params))
+            names = [d.name for d in cursor.description or ()]
+            return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+
+
+@asynccontextmanager
+async def open_database(url: str | None, *, home: Path | None = None) -> AsyncIterator[Database]:
+    """The server's database: `url` as for checkpoints (None: SQLite in the data dir)."""
+    kind = checkpointer_kind(url)
+    if kind == "postgres":
+        from psycopg_pool import AsyncConnectionPool
+
+        conninfo = str(url).replace("postgresql+psycopg://", "postgresql://")
+        async with AsyncConnectionPool(conninfo, min_size=1, max_size=8, open=False,
+                                       kwargs={"autocommit": True}) as pool:
+            db: Database = _Postgres(pool)
+            await db.setup()
+            yield db
+        return
+    import aiosqlite
+
+    if kind == "memory":
+        path = ":memory:"
+    elif url is None:
+        path = str((home or flowloom_home()) / "server.sqlite")
+    else:
+        path = url.removeprefix("sqlite:///").removeprefix("sqlite://").removeprefix("sqlite:")
+    async with aiosqlite.connect(path) as conn:
+        await conn.execute("PRAGMA journal_mode=WAL")
+        db = _Sqlite(conn)
+        await db.setup()
+        yield db

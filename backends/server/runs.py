@@ -1,0 +1,314 @@
+"""Executing runs: queueing per thread, multitask strategies, events for streams and joins.
+
+Each run is an asyncio task in this process. Its events (`metadata` first, then one per
+stream part, `error` on failure) are kept in order with ids, so a client can stream
+them live, join later, or resume after a dropped connection with `Last-Event-ID`.
+Runs on one thread execute one at a time, in order (the thread's lock); a new run on a
+busy thread follows the request's `multitask_strategy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.types import Command
+
+from flowloom.backends.server.catalog import CompiledFlow, FlowCatalog
+from flowloom.backends.server.errors import BadRequest, Conflict, NotFound
+from flowloom.backends.server.serde import to_jsonable
+from flowloom.backends.server.store import ServerStore
+
+__all__ = ["RunHandle", "RunManager", "RunRequest", "STREAM_MODES"]
+
+# API stream mode -> LangGraph stream mode
+STREAM_MODES = {
+    "values": "values", "updates": "updates", "messages-tuple": "messages",
+    "messages": "messages", "custom": "custom", "debug": "debug", "tasks": "tasks",
+    "checkpoints": "checkpoints",
+}
+FINAL = ("success", "error", "timeout", "interrupted")
+HEARTBEAT_S = 5.0
+
+
+@dataclass
+class RunRequest:
+    """A run as the API takes it (the SDK's RunCreate, nulls dropped)."""
+
+    assistant_id: str
+    input: Any = None
+    command: dict[str, Any] | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    stream_mode: list[str] = field(default_factory=lambda: ["values"])
+    stream_subgraphs: bool = False
+    interrupt_before: list[str] | str | None = None
+    interrupt_after: list[str] | str | None = None
+    checkpoint_id: str | None = None
+    checkpoint: dict[str, Any] | None = None
+    multitask_strategy: str = "enqueue"
+    if_not_exists: str = "reject"
+    on_completion: str | None = None
+
+
+@dataclass
+class RunHandle:
+    run: dict[str, Any]
+    flow: CompiledFlow
+    events: list[tuple[int, str, Any]] = field(default_factory=list)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    result: Any = None
+    cancel_action: str | None = None
+
+    @property
+    def run_id(self) -> str:
+        return str(self.run["run_id"])
+
+    @property
+    def thread_id(self) -> str:
+        return str(self.run["thread_id"])
+
+    async def publish(self, event: str, data: Any) -> None:
+        async with self.changed:
+            self.events.append((len(self.events) + 1, event, to_jsonable(data)))
+            self.changed.notify_all()
+
+    async def follow(self, after: int = 0) -> AsyncIterator[tuple[int, str, Any] | None]:
+        """Events after id `after`, live until the run ends; None marks a heartbeat."""
+        index = after
+        while True:
+            async with self.changed:
+                if index >= len(self.events) and not self.finished.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.changed.wait(), HEARTBEAT_S)
+                pending = self.events[index:]
+            index += len(pending)
+            for item in pending:
+                yield item
+            if not pending:
+                if self.finished.is_set():
+                    return
+                yield None
+
+
+def _command(body: dict[str, Any]) -> Command[Any]:
+    allowed = {"resume", "update", "goto"}
+    unknown = set(body) - allowed
+    if unknown:
+        raise BadRequest(f"command: unknown keys {sorted(unknown)}; valid: resume, update, goto")
+    return Command(**body)
+
+
+class RunManager:
+    """Starts, tracks and cancels runs of the catalog's flows."""
+
+    def __init__(self, store: ServerStore, catalog: FlowCatalog, *, keep: int = 1000) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.owner = f"{uuid.uuid4()}"
+        self._handles: OrderedDict[str, RunHandle] = OrderedDict()
+        self._keep = keep
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._active: dict[str, RunHandle] = {}
+        self.started_at = time.time()
+
+    def handle(self, run_id: str) -> RunHandle | None:
+        return self._handles.get(run_id)
+
+    async def resolve_assistant(self, assistant_id: str) -> tuple[CompiledFlow, dict[str, Any]]:
+        flow = self.catalog.by_assistant(assistant_id)
+        if flow is not None:
+            return flow, {}
+        stored = await self.store.find_assistant(assistant_id)
+        if stored is not None:
+            flow = self.catalog.get(stored["graph_id"])
+            if flow is not None:
+                return flow, stored.get("config") or {}
+        raise NotFound(f"assistant {assistant_id!r} not found; graphs: "
+                       f"{', '.join(self.catalog.ids()) or 'none'}")
+
+    async def create(self, thread_id: str | None, req: RunRequest) -> RunHandle:
+        flow, assistant_config = await self.resolve_assistant(req.assistant_id)
+        for mode in req.stream_mode:
+            if mode not in STREAM_MODES:
+                raise BadRequest(f"stream_mode {mode!r} is not supported; valid: "
+                                 f"{', '.join(STREAM_MODES)}")
+        if isinstance(req.input, dict):
+            unknown = sorted(k for k in req.input if k not in flow.flow.state)
+            if unknown:
+                raise BadRequest(
+                    f"input: fields {', '.join(unknown)} are not in flow {flow.id!r}, which "
+                    f"does not declare them; declared: {', '.join(flow.flow.state) or 'none'}")
+        stateless = thread_id is None
+        if stateless:
+            thread = await self.store.create_thread(None, {"graph_id": flow.id},
+                                                    graph_id=flow.id)
+            thread_id = thread["thread_id"]
+        elif not await self.store.thread_exists(thread_id):
+            if req.if_not_exists != "create":
+                raise NotFound(f"thread {thread_id} not found")
+            await self.store.create_thread(thread_id, {}, graph_id=flow.id)
+        assert thread_id is not None
+        active = self._active.get(thread_id)
+        if active is not None:
+            if req.multitask_strategy == "reject":
+                raise Conflict(f"thread {thread_id} is busy with run {active.run_id}; "
+                               "use multitask_strategy enqueue, interrupt or rollback")
+            if req.multitask_strategy in ("interrupt", "rollback"):
+                await self.cancel(active, action=req.multitask_strategy, wait=True)
+        run_id = str(uuid.uuid4())
+        kwargs = {"input": req.input, "command": req.command, "config": req.config,
+                  "stream_mode": req.stream_mode, "interrupt_before": req.interrupt_before,
+                  "interrupt_after": req.interrupt_after}
+        run = await self.store.create_run(
+            run_id, thread_id, flow.assistant_id, metadata=req.metadata, kwargs=kwargs,
+            multitask_strategy=req.multitask_strategy, owner=self.owner)
+        handle = RunHandle(run, flow)
+        self._remember(handle)
+        self._active[thread_id] = handle
+        await self.store.update_thread(thread_id, status="busy", graph_id=flow.id)
+        on_completion = req.on_completion or ("delete" if stateless else "keep")
+        handle.task = asyncio.create_task(
+            self._execute(handle, req, assistant_config, on_completion))
+        return handle
+
+    def _remember(self, handle: RunHandle) -> None:
+        self._handles[handle.run_id] = handle
+        while len(self._handles) > self._keep:
+            _, old = self._handles.popitem(last=False)
+            if not old.finished.is_set():  # never forget a live run
+                self._handles[old.run_id] = old
+                break
+
+    def _config(self, handle: RunHandle, req: RunRequest,
+                assistant_config: dict[str, Any]) -> dict[str, Any]:
+        config = {**assistant_config, **req.config}
+        configurable = {**assistant_config.get("configurable", {}),
+                        **req.config.get("configurable", {}),
+                        "thread_id": handle.thread_id, "run_id": handle.run_id}
+        checkpoint = req.checkpoint or {}
+        if req.checkpoint_id or checkpoint.get("checkpoint_id"):
+            configurable["checkpoint_id"] = req.checkpoint_id or checkpoint["checkpoint_id"]
+        config["configurable"] = configurable
+        config.setdefault("recursion_limit", handle.flow.flow.recursion_limit)
+        config.setdefault("metadata", {}).update(req.metadata or {})
+        return config
+
+    async def _execute(self, handle: RunHandle, req: RunRequest,
+                       assistant_config: dict[str, Any], on_completion: str) -> None:
+        lock = self._locks.setdefault(handle.thread_id, asyncio.Lock())
+        status = "error"
+        try:
+            async with lock:
+                self._active[handle.thread_id] = handle
+                await self.store.set_run_status(handle.run_id, "running")
+                await handle.publish("metadata", {"run_id": handle.run_id, "attempt": 1})
+                status = await self._stream(handle, req, assistant_config)
+        except asyncio.CancelledError:
+            status = "interrupted"
+        finally:
+            await self._finish(handle, status, on_completion)
+
+    async def _stream(self, handle: RunHandle, req: RunRequest,
+                      assistant_config: dict[str, Any]) -> str:
+        graph = handle.flow.graph
+        config = self._config(handle, req, assistant_config)
+        graph_input: Any = _command(req.command) if req.command else req.input
+        modes = list(dict.fromkeys(STREAM_MODES[m] for m in req.stream_mode))
+        names = {STREAM_MODES[m]: m for m in req.stream_mode}
+        partial: dict[str, Any] = {}
+        try:
+            async for part in graph.astream(
+                graph_input, config, stream_mode=modes, subgraphs=req.stream_subgraphs,
+                interrupt_before=req.interrupt_before, interrupt_after=req.interrupt_after,
+            ):
+                if req.stream_subgraphs:
+                    namespace, mode, chunk = part
+                else:
+                    namespace, (mode, chunk) = (), part
+                event = names.get(mode, mode)
+                if mode == "messages" and event == "messages":
+                    await self._publish_partial(handle, chunk, partial)
+                    continue
+                if event == "messages-tuple":
+                    event = "messages"
+                if namespace:
+                    event = "|".join([event, *namespace])
+                await handle.publish(event, list(chunk) if mode == "messages" else chunk)
+            state = await graph.aget_state(config)
+        except Exception as exc:  # the run failed: the client gets it as data
+            handle.result = {"__error__": {"error": type(exc).__name__, "message": str(exc)}}
+            await handle.publish("error", handle.result["__error__"])
+            return "error"
+        values = to_jsonable(state.values)
+        if state.interrupts:
+            values = {**(values or {}), "__interrupt__": to_jsonable(list(state.interrupts))}
+            handle.result = values
+            return "interrupted"
+        handle.result = values
+        return "success"
+
+    async def _publish_partial(self, handle: RunHandle, chunk: Any,
+                               partial: dict[str, Any]) -> None:
+        message, metadata = chunk
+        key = getattr(message, "id", None) or "_"
+        merged = partial[key] + message if key in partial else message
+        partial[key] = merged
+        if len(partial) == 1 and key in partial and merged is message:
+            await handle.publish("messages/metadata", {key: {"metadata": metadata}})
+        await handle.publish("messages/partial", [merged])
+
+    async def _finish(self, handle: RunHandle, status: str, on_completion: str) -> None:
+        thread_id = handle.thread_id
+        if handle.cancel_action == "rollback":
+            with contextlib.suppress(NotFound):
+                await self.store.delete_run(thread_id, handle.run_id)
+        else:
+            await self.store.set_run_status(handle.run_id, status)
+        if self._active.get(thread_id) is handle:
+            del self._active[thread_id]
+        thread_status = {"success": "idle", "interrupted": "interrupted",
+                         "error": "error"}.get(status, "idle")
+        if handle.cancel_action is not None:
+            thread_status = "idle"
+        if on_completion == "delete":
+            with contextlib.suppress(NotFound):
+                await self.store.delete_thread(thread_id)
+        else:
+            with contextlib.suppress(NotFound):
+                await self.store.update_thread(thread_id, status=thread_status,
+                                               state_changed=True)
+        handle.run = {**handle.run, "status": status}
+        async with handle.changed:
+            handle.finished.set()
+            handle.changed.notify_all()
+
+    async def cancel(self, handle: RunHandle, *, action: str = "interrupt",
+                     wait: bool = False) -> None:
+        if action not in ("interrupt", "rollback"):
+            raise BadRequest(f"action must be interrupt or rollback, not {action!r}")
+        handle.cancel_action = action
+        if handle.task is not None and not handle.task.done():
+            handle.task.cancel()
+        if wait:
+            await handle.finished.wait()
+
+    async def wait(self, handle: RunHandle) -> Any:
+        await handle.finished.wait()
+        return handle.result
+
+    async def shutdown(self) -> None:
+        for handle in list(self._active.values()):
+            await self.cancel(handle, wait=False)
+        tasks = [h.task for h in self._handles.values() if h.task and not h.task.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)

@@ -1,0 +1,221 @@
+"""`/runs` and `/threads/{id}/runs`: background runs, wait, SSE streams, join, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from flowloom.backends.server._state import services
+from flowloom.backends.server.errors import NotFound
+from flowloom.backends.server.runs import FINAL, HEARTBEAT_S, RunHandle, RunRequest
+from flowloom.backends.server.schemas import RunCreate
+from flowloom.backends.server.serde import dumps
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["runs"])
+
+
+def _request(body: RunCreate) -> RunRequest:
+    return RunRequest(
+        assistant_id=body.assistant_id, input=body.input, command=body.command,
+        config=body.config, context=body.context, metadata=body.metadata,
+        stream_mode=body.modes(), stream_subgraphs=body.stream_subgraphs,
+        interrupt_before=body.interrupt_before, interrupt_after=body.interrupt_after,
+        checkpoint_id=body.checkpoint_id, checkpoint=body.checkpoint,
+        multitask_strategy=body.multitask_strategy, if_not_exists=body.if_not_exists,
+        on_completion=body.on_completion,
+    )
+
+
+def _sse(event_id: int | None, event: str, data: Any) -> bytes:
+    head = f"id: {event_id}\r\n" if event_id is not None else ""
+    return f"{head}event: {event}\r\ndata: {dumps(data)}\r\n\r\n".encode()
+
+
+async def _sse_stream(handle: RunHandle, after: int = 0) -> AsyncIterator[bytes]:
+    async for item in handle.follow(after):
+        if item is None:
+            yield b": heartbeat\r\n\r\n"
+        else:
+            yield _sse(*item)
+
+
+def _stream_response(handle: RunHandle, after: int = 0, *, cancel_on_disconnect: bool = False,
+                     manager: Any = None) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in _sse_stream(handle, after):
+                yield chunk
+        except asyncio.CancelledError:  # the client went away
+            if cancel_on_disconnect and manager is not None:
+                await manager.cancel(handle)
+            raise
+
+    location = f"/threads/{handle.thread_id}/runs/{handle.run_id}/stream"
+    return StreamingResponse(body(), media_type="text/event-stream", headers={
+        "Location": location, "Content-Location": location,
+        "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _wait_response(handle: RunHandle, manager: Any) -> StreamingResponse:
+    """The final values as JSON; a newline every few seconds keeps proxies from timing out
+    (JSON parsers skip leading whitespace)."""
+
+    async def body() -> AsyncIterator[bytes]:
+        while True:
+            try:
+                await asyncio.wait_for(asyncio.shield(handle.finished.wait()), HEARTBEAT_S)
+                break
+            except TimeoutError:
+                yield b"\n"
+        yield dumps(handle.result).encode()
+
+    location = f"/threads/{handle.thread_id}/runs/{handle.run_id}/join"
+    return StreamingResponse(body(), media_type="application/json",
+                             headers={"Location": location, "Content-Location": location})
+
+
+def _run_json(handle: RunHandle) -> dict[str, Any]:
+    return dict(handle.run)
+
+
+async def _create(request: Request, thread_id: str | None, body: RunCreate) -> RunHandle:
+    return await services(request).runs.create(thread_id, _request(body))
+
+
+@router.post("/threads/{thread_id}/runs")
+async def create_run(thread_id: str, body: RunCreate, request: Request,
+                     response: Response) -> dict[str, Any]:
+    handle = await _create(request, thread_id, body)
+    response.headers["Content-Location"] = f"/threads/{thread_id}/runs/{handle.run_id}"
+    return _run_json(handle)
+
+
+@router.post("/runs")
+async def create_stateless_run(body: RunCreate, request: Request,
+                               response: Response) -> dict[str, Any]:
+    handle = await _create(request, None, body)
+    response.headers["Content-Location"] = f"/threads/{handle.thread_id}/runs/{handle.run_id}"
+    return _run_json(handle)
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def wait_run(thread_id: str, body: RunCreate, request: Request) -> StreamingResponse:
+    handle = await _create(request, thread_id, body)
+    return _wait_response(handle, services(request).runs)
+
+
+@router.post("/runs/wait")
+async def wait_stateless_run(body: RunCreate, request: Request) -> StreamingResponse:
+    handle = await _create(request, None, body)
+    return _wait_response(handle, services(request).runs)
+
+
+@router.post("/threads/{thread_id}/runs/stream")
+async def stream_run(thread_id: str, body: RunCreate, request: Request) -> StreamingResponse:
+    handle = await _create(request, thread_id, body)
+    return _stream_response(handle, cancel_on_disconnect=body.on_disconnect == "cancel",
+                            manager=services(request).runs)
+
+
+@router.post("/runs/stream")
+async def stream_stateless_run(body: RunCreate, request: Request) -> StreamingResponse:
+    handle = await _create(request, None, body)
+    return _stream_response(handle, cancel_on_disconnect=body.on_disconnect == "cancel",
+                            manager=services(request).runs)
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(thread_id: str, request: Request, limit: int = 10, offset: int = 0,
+                    status: str | None = None) -> list[dict[str, Any]]:
+    svc = services(request)
+    await svc.store.get_thread(thread_id)
+    return await svc.store.list_runs(thread_id, limit=limit, offset=offset, status=status)
+
+
+async def _live_or_stored(request: Request, thread_id: str, run_id: str) -> dict[str, Any]:
+    handle = services(request).runs.handle(run_id)
+    if handle is not None and handle.thread_id == thread_id:
+        stored = await services(request).store.get_run(thread_id, run_id)
+        return {**stored, "status": handle.run.get("status", stored["status"])
+                if handle.finished.is_set() else stored["status"]}
+    return await services(request).store.get_run(thread_id, run_id)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def get_run(thread_id: str, run_id: str, request: Request) -> dict[str, Any]:
+    return await _live_or_stored(request, thread_id, run_id)
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+async def delete_run(thread_id: str, run_id: str, request: Request) -> None:
+    svc = services(request)
+    run = await svc.store.get_run(thread_id, run_id)
+    handle = svc.runs.handle(run_id)
+    if run["status"] not in FINAL and handle is not None:
+        await svc.runs.cancel(handle, wait=True)
+    await svc.store.delete_run(thread_id, run_id)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join_run(thread_id: str, run_id: str, request: Request) -> Any:
+    svc = services(request)
+    await svc.store.get_run(thread_id, run_id)
+    handle = svc.runs.handle(run_id)
+    if handle is not None:
+        await handle.finished.wait()
+        if handle.result is not None:
+            return Response(dumps(handle.result), media_type="application/json")
+    while (await svc.store.get_run(thread_id, run_id))["status"] not in FINAL:
+        await asyncio.sleep(0.2)  # a run of another server process sharing the database
+    state = await svc.store.get_thread(thread_id)
+    from flowloom.backends.server.threads_api import get_thread
+
+    return (await get_thread(state["thread_id"], request))["values"] or {}
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+async def join_stream(thread_id: str, run_id: str, request: Request,
+                      cancel_on_disconnect: bool = False) -> StreamingResponse:
+    svc = services(request)
+    await svc.store.get_run(thread_id, run_id)
+    handle = svc.runs.handle(run_id)
+    if handle is None:
+        raise NotFound(f"run {run_id} has no stream on this server (finished long ago, or "
+                       "running in another server process)")
+    last = request.headers.get("last-event-id")
+    after = int(last) if last and last.isdigit() else 0
+    return _stream_response(handle, after, cancel_on_disconnect=cancel_on_disconnect,
+                            manager=svc.runs)
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
+async def cancel_run(thread_id: str, run_id: str, request: Request, wait: bool = False,
+                     action: str = "interrupt") -> Response:
+    svc = services(request)
+    run = await svc.store.get_run(thread_id, run_id)
+    handle = svc.runs.handle(run_id)
+    if run["status"] in FINAL or handle is None or handle.finished.is_set():
+        raise NotFound(f"run {run_id} is not running (status: {run['status']})")
+    await svc.runs.cancel(handle, action=action, wait=wait)
+    if wait:
+        return Response(status_code=204)
+    return Response(status_code=202)
+
+
+@router.post("/runs/cancel")
+async def cancel_many(request: Request, wait: bool = False,
+                      action: str = "interrupt") -> Response:
+    body = json.loads(await request.body() or b"{}")
+    svc = services(request)
+    for run_id in body.get("run_ids") or []:
+        handle = svc.runs.handle(run_id)
+        if handle is not None and not handle.finished.is_set():
+            await svc.runs.cancel(handle, action=action, wait=wait)
+    return Response(status_code=204 if wait else 202)

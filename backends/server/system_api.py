@@ -1,0 +1,29 @@
+"""`/ok`, `/info` and the node-type catalogue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from flowloom.flows.registry import default_registry
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/ok")
+async def ok() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@router.get("/info")
+async def info() -> dict[str, Any]:
+    return {"version": "0.1.0", "server": "flowloom",
+            "flags": {"assistants": True, "crons": False, "langsmith": False}}
+
+
+@router.get("/node-types")
+async def node_types() -> list[dict[str, Any]]:
+    return default_registry().catalogue()
