@@ -23,17 +23,25 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from flowloom.backends.server import assistants_api, runs_api, system_api, threads_api
+from flowloom.backends.server import (
+    assistants_api,
+    flows_api,
+    runs_api,
+    system_api,
+    threads_api,
+)
 from flowloom.backends.server._state import Services
 from flowloom.backends.server.catalog import FlowCatalog
 from flowloom.backends.server.db import open_database
 from flowloom.backends.server.errors import BadRequest, Conflict, NotFound, ServerError
+from flowloom.backends.server.flows_api import load_saved_flows
 from flowloom.backends.server.runs import RunManager
 from flowloom.backends.server.store import ServerStore
 from flowloom.flows.checkpoint import open_checkpointer
 from flowloom.flows.context import BuildContext
 from flowloom.flows.errors import FlowError, FlowValidationError
 from flowloom.flows.loader import examples_dir
+from flowloom.flows.registry import NodeRegistry
 
 __all__ = ["READY_PREFIX", "ServerSettings", "create_app", "serve"]
 
@@ -96,8 +104,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(settings: ServerSettings | None = None, *,
-               ctx: BuildContext | None = None) -> FastAPI:
-    """The ASGI app. `ctx` replaces the real model gateway (tests use a scripted one)."""
+               ctx: BuildContext | None = None,
+               registry: NodeRegistry | None = None) -> FastAPI:
+    """The ASGI app. `ctx` replaces the real model gateway (tests use a scripted one);
+    `registry` the node types (default: every installed one)."""
     settings = settings or ServerSettings()
 
     @asynccontextmanager
@@ -113,10 +123,11 @@ def create_app(settings: ServerSettings | None = None, *,
 
                 build_ctx = default_build_context(home=settings.home,
                                                   models_config=settings.models)
-            catalog = FlowCatalog(saver, build_ctx)
+            catalog = FlowCatalog(saver, build_ctx, registry=registry)
             for folder in settings.flows_dirs:
                 catalog.load_dir(folder)
             store = ServerStore(db)
+            await load_saved_flows(store, catalog)
             runs = RunManager(store, catalog)
             orphaned = await store.mark_orphaned_runs(runs.owner)
             if orphaned:
@@ -131,7 +142,7 @@ def create_app(settings: ServerSettings | None = None, *,
     app = FastAPI(title="flowloom", version="0.1.0", lifespan=lifespan,
                   description="Flows served over the LangGraph API protocol.")
     _install_error_handlers(app)
-    for module in (system_api, assistants_api, threads_api, runs_api):
+    for module in (system_api, flows_api, assistants_api, threads_api, runs_api):
         app.include_router(module.router)
     try:
         from flowloom.backends.server.openai_compat import openai_router

@@ -10,7 +10,7 @@ from typing import Any
 from flowloom.backends.server.db import Database
 from flowloom.backends.server.errors import Conflict, NotFound
 
-__all__ = ["ServerStore", "now_iso"]
+__all__ = ["FlowDocuments", "ServerStore", "now_iso"]
 
 
 def now_iso() -> str:
@@ -256,3 +256,25 @@ class ServerStore:
     async def list_assistants(self) -> list[dict[str, Any]]:
         rows = await self.db.fetchall("SELECT * FROM fl_assistants ORDER BY created_at")
         return [_assistant(r) for r in rows]
+
+
+class FlowDocuments:
+    """Flows saved through the API (their JSON documents), by id."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def put(self, flow_id: str, document: str) -> None:
+        now = now_iso()
+        if await self.db.execute("UPDATE fl_flows SET document = ?, updated_at = ? "
+                                 "WHERE flow_id = ?", (document, now, flow_id)):
+            return
+        await self.db.execute("INSERT INTO fl_flows (flow_id, document, updated_at) "
+                              "VALUES (?, ?, ?)", (flow_id, document, now))
+
+    async def all(self) -> list[tuple[str, str]]:
+        rows = await self.db.fetchall("SELECT flow_id, document FROM fl_flows ORDER BY flow_id")
+        return [(r["flow_id"], r["document"]) for r in rows]
+
+    async def delete(self, flow_id: str) -> bool:
+        return bool(await self.db.execute("DELETE FROM fl_flows WHERE flow_id = ?", (flow_id,)))

@@ -34,11 +34,8 @@ def _reply(messages):
     return f"echo: {text}"
 
 
-@pytest.fixture(scope="module")
-def server_url(tmp_path_factory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("server-home")
-    settings = ServerSettings(database=f"sqlite:///{home}/fl.sqlite", home=home)
-    app = create_app(settings, ctx=BuildContext(models=ScriptedModels(_reply)))
+def run_server(app) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1 (ephemeral port) in a thread; yields its URL, then stops."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -51,6 +48,13 @@ def server_url(tmp_path_factory) -> Iterator[str]:
     yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     server.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("server-home")
+    settings = ServerSettings(database=f"sqlite:///{home}/fl.sqlite", home=home)
+    yield from run_server(create_app(settings, ctx=BuildContext(models=ScriptedModels(_reply))))
 
 
 @pytest.fixture
