@@ -1,0 +1,455 @@
+"""flowloom's API server vs the reference LangGraph in-memory server, side by side.
+
+    /work/main/.venv/bin/python benchmarks/server_bench.py [--only reference|flowloom]
+
+Both servers serve the same two-node graph (START -> a -> b -> END, input `{"x": 1}`,
+answer `{"x": 4, "log": ["a", "b"]}`) and are driven by the same client,
+`langgraph_sdk.get_client` (async). Workloads: `runs.wait` without a thread, `runs.wait`
+on a thread, `runs.stream` (stream_mode "values"), each one client at a time and then
+with 16 concurrent clients. Every answer is checked, warm-up and timed runs alike.
+
+The reference (`langgraph dev`, langgraph-cli[inmem]) runs from its own venv,
+`.bench/ref-venv`, so it never touches the project's venv:
+
+    python3 -m venv .bench/ref-venv && .bench/ref-venv/bin/pip install "langgraph-cli[inmem]"
+
+It is only run, never imported or copied (Elastic License). The servers run one at a
+time, so neither competes with the other for the machine's cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from langgraph_sdk import get_client
+from langgraph_sdk.client import LangGraphClient
+
+REPO = Path(__file__).resolve().parent.parent
+REF_VENV = REPO / ".bench" / "ref-venv"
+MAIN_PYTHON = REPO / ".venv" / "bin" / "python"
+GRAPH_ID = "two"
+INPUT = {"x": 1}
+EXPECTED = {"x": 4, "log": ["a", "b"]}
+READY_PREFIX = "FLOWLOOM_SERVER_READY "
+START_TIMEOUT_S = 120.0
+
+Stop = Callable[[], Awaitable[None]]
+
+REF_GRAPH_PY = '''\
+import operator
+from typing import Annotated, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+
+class State(TypedDict):
+    x: int
+    log: Annotated[list[str], operator.add]
+
+
+def a(state: State) -> dict:
+    return {"x": state["x"] + 1, "log": ["a"]}
+
+
+def b(state: State) -> dict:
+    return {"x": state["x"] * 2, "log": ["b"]}
+
+
+builder = StateGraph(State)
+builder.add_node("a", a)
+builder.add_node("b", b)
+builder.add_edge(START, "a")
+builder.add_edge("a", "b")
+builder.add_edge("b", END)
+graph = builder.compile()
+'''
+
+# state.set@1 writes constants only, so the flowloom nodes write the values the
+# reference computes from input {"x": 1}: a -> x=2, b -> x=4.
+FLOWLOOM_FLOW: dict[str, Any] = {
+    "schema_version": 1,
+    "id": GRAPH_ID,
+    "name": "Two steps",
+    "description": "Benchmark graph: two state.set nodes in a row.",
+    "state": {
+        "x": {"type": "integer"},
+        "log": {"type": "array", "reducer": "append"},
+    },
+    "nodes": [
+        {"id": "a", "type": "state.set@1", "params": {"values": {"x": 2, "log": "a"}}},
+        {"id": "b", "type": "state.set@1", "params": {"values": {"x": 4, "log": "b"}}},
+    ],
+    "edges": [
+        {"source": "START", "target": "a"},
+        {"source": "a", "target": "b"},
+        {"source": "b", "target": "END"},
+    ],
+}
+
+
+class ServerUnavailable(Exception):
+    """A server could not be started; the message says why."""
+
+
+# ---------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def offline_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"LANGSMITH_API_KEY", "LANGCHAIN_API_KEY", "LANGGRAPH_API_KEY"}}
+    env.update({
+        "LANGSMITH_TRACING": "false",
+        "LANGSMITH_TRACING_V2": "false",
+        "LANGCHAIN_TRACING_V2": "false",
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGGRAPH_NO_VERSION_CHECK": "1",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stopper(proc: asyncio.subprocess.Process, extra: list[asyncio.Task[None]]) -> Stop:
+    async def stop() -> None:
+        """SIGTERM the whole process group, wait until every member is gone, then SIGKILL."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        for task in extra:
+            task.cancel()
+    return stop
+
+
+async def _wait_ok(url: str, proc: asyncio.subprocess.Process, log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    async with httpx.AsyncClient(timeout=2) as http:
+        while time.monotonic() < deadline:
+            if proc.returncode is not None:
+                raise ServerUnavailable(f"exited with {proc.returncode}: {_last_line(log)}")
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(f"{url}/ok")).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
+    raise ServerUnavailable(f"GET {url}/ok not answered in {START_TIMEOUT_S:.0f} s")
+
+
+def _last_line(log: Path) -> str:
+    lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+async def launch_reference(project: Path) -> tuple[str, Stop]:
+    """`langgraph dev` in `project`, from its own venv; returns once GET /ok answers."""
+    exe = REF_VENV / "bin" / "langgraph"
+    if not exe.exists():
+        raise ServerUnavailable(f"{exe} missing; install langgraph-cli[inmem] there")
+    log = project / "server.log"
+    reason = "not started"
+    for _ in range(3):  # the free port can be taken between probe and bind
+        port = free_port()
+        with log.open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                str(exe), "dev", "--no-browser", "--no-reload",
+                "--host", "127.0.0.1", "--port", str(port),
+                cwd=project, env=offline_env(), stdin=asyncio.subprocess.DEVNULL,
+                stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        stop = _stopper(proc, [])
+        url = f"http://127.0.0.1:{port}"
+        try:
+            await _wait_ok(url, proc, log)
+            return url, stop
+        except ServerUnavailable as exc:
+            await stop()
+            reason = str(exc)
+    raise ServerUnavailable(reason)
+
+
+async def launch_flowloom(flow_path: Path) -> tuple[str, Stop]:
+    """`flowloom serve` on the flow's folder; returns on its FLOWLOOM_SERVER_READY line."""
+    log = flow_path.parent.parent / "flowloom-server.log"
+    proc = await asyncio.create_subprocess_exec(
+        str(MAIN_PYTHON), "-m", "flowloom.ui.cli", "serve",
+        "--port", "0", "--flows", str(flow_path.parent),
+        cwd=REPO, env=offline_env(), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True)
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    found: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def drain() -> None:  # keep reading so a chatty server never blocks on the pipe
+        with log.open("wb") as out:
+            async for raw in stdout:
+                out.write(raw)
+                out.flush()
+                line = raw.decode(errors="replace").strip()
+                if line.startswith(READY_PREFIX) and not found.done():
+                    found.set_result(line[len(READY_PREFIX):].strip().rstrip("/"))
+        if not found.done():
+            found.set_exception(ServerUnavailable(
+                f"exited with {await proc.wait()}: {_last_line(log)}"))
+
+    drainer = asyncio.create_task(drain())
+    stop = _stopper(proc, [drainer])
+    try:
+        url = await asyncio.wait_for(asyncio.shield(found), START_TIMEOUT_S)
+        await _wait_ok(url, proc, log)
+    except TimeoutError:
+        await stop()
+        raise ServerUnavailable(f"no {READY_PREFIX.strip()} line in {START_TIMEOUT_S:.0f} s") \
+            from None
+    except BaseException:
+        await stop()
+        raise
+    return url, stop
+
+
+# ---------------------------------------------------------------- workloads
+
+
+def check(values: Any, *, on_thread: bool = False) -> None:
+    """Raise unless `values` is the graph's answer (on a thread, `log` keeps growing)."""
+    ok = isinstance(values, dict) and values.get("x") == EXPECTED["x"]
+    log = values.get("log") if isinstance(values, dict) else None
+    if on_thread:
+        ok = ok and isinstance(log, list) and len(log) % 2 == 0 and log[-2:] == EXPECTED["log"]
+    else:
+        ok = ok and log == EXPECTED["log"]
+    if not ok:
+        raise RuntimeError(f"wrong answer: {values!r}, expected {EXPECTED!r}")
+
+
+Call = Callable[[], Awaitable[None]]
+
+
+async def make_call(kind: str, client: LangGraphClient) -> Call:
+    """One run of workload `kind` on `client`, checked; a thread is created up front."""
+    if kind == "wait":
+        async def wait() -> None:
+            check(await client.runs.wait(None, GRAPH_ID, input=INPUT))
+        return wait
+    if kind == "wait-thread":
+        thread_id = (await client.threads.create())["thread_id"]
+
+        async def wait_thread() -> None:
+            check(await client.runs.wait(thread_id, GRAPH_ID, input=INPUT), on_thread=True)
+        return wait_thread
+
+    async def stream() -> None:
+        last: Any = None
+        async for part in client.runs.stream(None, GRAPH_ID, input=INPUT, stream_mode="values"):
+            if part.event == "values":
+                last = part.data
+            elif part.event == "error":
+                raise RuntimeError(f"stream error: {part.data!r}")
+        check(last)
+    return stream
+
+
+@dataclass(frozen=True)
+class Result:
+    runs: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.runs / self.seconds
+
+    def pct(self, p: float) -> float:
+        ordered = sorted(self.latencies)  # nearest rank
+        return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)] * 1000
+
+
+async def timed(call: Call, latencies: list[float]) -> None:
+    start = time.perf_counter()
+    await call()
+    latencies.append(time.perf_counter() - start)
+
+
+@contextlib.asynccontextmanager
+async def clients(url: str, n: int) -> AsyncIterator[list[LangGraphClient]]:
+    made = [get_client(url=url, api_key=None) for _ in range(n)]
+    try:
+        yield made
+    finally:
+        for client in made:
+            await client.aclose()
+
+
+async def run_workload(url: str, kind: str, *, runs: int, concurrency: int,
+                       warmup: int) -> Result:
+    async with clients(url, concurrency) as made:
+        calls = [await make_call(kind, client) for client in made]
+        for _ in range(warmup):
+            await asyncio.gather(*(call() for call in calls))
+        latencies: list[float] = []
+        remaining = runs
+
+        async def worker(call: Call) -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                await timed(call, latencies)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(call) for call in calls))
+        return Result(runs, time.perf_counter() - start, latencies)
+
+
+# ---------------------------------------------------------------- driver
+
+KINDS = {"wait": "runs.wait, no thread", "wait-thread": "runs.wait on a thread",
+         "stream": "runs.stream values"}
+
+
+@dataclass
+class Side:
+    name: str
+    ready_s: float = float("nan")
+    results: dict[str, Result] | None = None
+    unavailable: str | None = None
+
+
+async def measure(name: str, launch: Callable[[], Awaitable[tuple[str, Stop]]], *,
+                  seq_runs: int, conc_runs: int, concurrency: int, warmup: int) -> Side:
+    side = Side(name)
+    start = time.perf_counter()
+    try:
+        url, stop = await launch()
+    except ServerUnavailable as exc:
+        side.unavailable = str(exc)
+        return side
+    side.ready_s = time.perf_counter() - start
+    try:
+        results: dict[str, Result] = {}
+        for conc, runs in ((1, seq_runs), (concurrency, conc_runs)):
+            for kind in KINDS:
+                print(f"  {name}: {kind} x{conc}, {runs} runs ...", file=sys.stderr, flush=True)
+                results[f"{kind}/{conc}"] = await run_workload(
+                    url, kind, runs=runs, concurrency=conc, warmup=warmup)
+        side.results = results
+    finally:
+        await stop()
+    return side
+
+
+def report(sides: list[Side], concurrency: int) -> None:
+    for side in sides:
+        if side.unavailable is not None:
+            print(f"{side.name} server not available: {side.unavailable}")
+    ready = [s for s in sides if s.results is not None]
+    if not ready:
+        return
+    print("time to ready (process start -> GET /ok 200): "
+          + "; ".join(f"{s.name} {s.ready_s:.2f} s" for s in ready))
+    print()
+    print("| workload | clients | server | runs | runs/s | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|---|---|")
+    for conc in (1, concurrency):
+        for kind, label in KINDS.items():
+            for side in ready:
+                assert side.results is not None
+                res = side.results[f"{kind}/{conc}"]
+                print(f"| {label} | {conc} | {side.name} | {res.runs} | {res.rate:.1f} "
+                      f"| {res.pct(50):.1f} | {res.pct(99):.1f} |")
+    by_name = {s.name: s for s in ready}
+    if {"flowloom", "reference"} <= by_name.keys():
+        fl, ref = by_name["flowloom"], by_name["reference"]
+        assert fl.results is not None and ref.results is not None
+        print()
+        print(f"flowloom/reference time to ready: {fl.ready_s / ref.ready_s:.2f}")
+        for key, res in fl.results.items():
+            base = ref.results[key]
+            kind, n_clients = key.split("/")
+            print(f"flowloom/reference {KINDS[kind]}, {n_clients} client(s): "
+                  f"runs/s {res.rate / base.rate:.2f}, p50 {res.pct(50) / base.pct(50):.2f}, "
+                  f"p99 {res.pct(99) / base.pct(99):.2f}")
+
+
+async def amain(args: argparse.Namespace) -> None:
+    print(f"graph: START -> a -> b -> END, input {INPUT}, expected {EXPECTED}. reference "
+          "nodes compute x+1 and x*2; flowloom's are state.set@1 writing the constants "
+          "x=2 then x=4 (state.set can't do arithmetic); log appends 'a', 'b' on both.")
+    print(f"sequential: flowloom {args.runs} runs, reference {args.ref_runs} runs per "
+          f"workload (reference takes ~1 s a run); {args.concurrency} concurrent clients: "
+          f"{args.concurrent_runs} runs in all per workload, one thread per client on "
+          f"'on a thread'. {args.warmup} warm-up run(s) per client, untimed. "
+          "p99 is nearest-rank (the max below 100 runs).")
+    with tempfile.TemporaryDirectory(prefix="server_bench_") as tmp:
+        root = Path(tmp)
+        sides: list[Side] = []
+        if args.only in (None, "reference"):
+            project = root / "reference"
+            project.mkdir()
+            (project / "langgraph.json").write_text(json.dumps(
+                {"dependencies": ["."], "graphs": {GRAPH_ID: "./graph.py:graph"}}))
+            (project / "graph.py").write_text(REF_GRAPH_PY)
+            sides.append(await measure(
+                "reference", lambda: launch_reference(project), seq_runs=args.ref_runs,
+                conc_runs=args.concurrent_runs, concurrency=args.concurrency,
+                warmup=args.warmup))
+        if args.only in (None, "flowloom"):
+            flow_path = root / "flowloom" / "flows" / f"{GRAPH_ID}.json"
+            flow_path.parent.mkdir(parents=True)
+            flow_path.write_text(json.dumps(FLOWLOOM_FLOW, indent=2) + "\n")
+            sides.append(await measure(
+                "flowloom", lambda: launch_flowloom(flow_path), seq_runs=args.runs,
+                conc_runs=args.concurrent_runs, concurrency=args.concurrency,
+                warmup=args.warmup))
+        print()
+        if args.only is not None:
+            print(f"only {args.only} measured (--only {args.only})")
+        report(sides, args.concurrency)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=["reference", "flowloom"])
+    parser.add_argument("--runs", type=int, default=200,
+                        help="sequential runs per workload for flowloom (default 200)")
+    parser.add_argument("--ref-runs", type=int, default=30,
+                        help="sequential runs per workload for the reference (default 30)")
+    parser.add_argument("--concurrent-runs", type=int, default=320,
+                        help="runs in all per concurrent workload, both servers (default 320)")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args()
+    asyncio.run(amain(args))
+
+
+if __name__ == "__main__":
+    main()
