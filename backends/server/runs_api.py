@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from flowloom.backends.server._state import services
 from flowloom.backends.server.errors import NotFound
 from flowloom.backends.server.runs import FINAL, HEARTBEAT_S, RunHandle, RunRequest
-from flowloom.backends.server.schemas import RunCreate
+from flowloom.backends.server.schemas import CancelRuns, RunCreate
 from flowloom.backends.server.serde import dumps
 
 __all__ = ["router"]
@@ -132,7 +131,9 @@ async def stream_stateless_run(body: RunCreate, request: Request) -> StreamingRe
 
 
 @router.get("/threads/{thread_id}/runs")
-async def list_runs(thread_id: str, request: Request, limit: int = 10, offset: int = 0,
+async def list_runs(thread_id: str, request: Request,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+                    offset: Annotated[int, Query(ge=0)] = 0,
                     status: str | None = None) -> list[dict[str, Any]]:
     svc = services(request)
     await svc.store.get_thread(thread_id)
@@ -210,11 +211,10 @@ async def cancel_run(thread_id: str, run_id: str, request: Request, wait: bool =
 
 
 @router.post("/runs/cancel")
-async def cancel_many(request: Request, wait: bool = False,
+async def cancel_many(body: CancelRuns, request: Request, wait: bool = False,
                       action: str = "interrupt") -> Response:
-    body = json.loads(await request.body() or b"{}")
     svc = services(request)
-    for run_id in body.get("run_ids") or []:
+    for run_id in body.run_ids:
         handle = svc.runs.handle(run_id)
         if handle is not None and not handle.finished.is_set():
             await svc.runs.cancel(handle, action=action, wait=wait)

@@ -7,7 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "AssistantCreate", "AssistantPatch", "AssistantSearch", "HistoryRequest", "RunCreate",
+    "AssistantCreate", "AssistantPatch", "AssistantSearch", "CancelRuns", "CheckpointRequest",
+    "HistoryRequest", "RunCreate",
     "StateUpdate", "ThreadCreate", "ThreadPatch", "ThreadSearch",
 ]
 
@@ -75,6 +76,16 @@ class StateUpdate(_Body):
     as_node: str | None = None
     checkpoint_id: str | None = None
     checkpoint: dict[str, Any] | None = None
+
+
+class CheckpointRequest(_Body):
+    checkpoint: dict[str, Any] = Field(default_factory=dict)
+    subgraphs: bool = False
+
+
+class CancelRuns(_Body):
+    run_ids: list[str] = Field(default_factory=list)
+    thread_id: str | None = None
 
 
 class HistoryRequest(_Body):

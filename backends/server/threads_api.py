@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from flowloom.backends.server._state import EMPTY_STATE, services, snapshot_dict
 from flowloom.backends.server.errors import BadRequest, Conflict, NotFound
 from flowloom.backends.server.schemas import (
+    CheckpointRequest,
     HistoryRequest,
     StateUpdate,
     ThreadCreate,
@@ -153,9 +154,9 @@ async def get_state_at(thread_id: str, checkpoint_id: str, request: Request) -> 
 
 
 @router.post("/threads/{thread_id}/state/checkpoint")
-async def get_state_at_checkpoint(thread_id: str, request: Request) -> Any:
-    body = await request.json()
-    return await _state(request, thread_id, (body or {}).get("checkpoint"))
+async def get_state_at_checkpoint(thread_id: str, body: CheckpointRequest,
+                                  request: Request) -> Any:
+    return await _state(request, thread_id, body.checkpoint)
 
 
 @router.post("/threads/{thread_id}/state")
@@ -196,6 +197,7 @@ async def post_history(thread_id: str, body: HistoryRequest, request: Request) -
 
 
 @router.get("/threads/{thread_id}/history")
-async def get_history(thread_id: str, request: Request, limit: int = 10,
+async def get_history(thread_id: str, request: Request,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 10,
                       before: str | None = None) -> list[Any]:
     return await _history(request, thread_id, HistoryRequest(limit=limit, before=before))

@@ -37,6 +37,7 @@ def _reply(messages):
 def run_server(app) -> Iterator[str]:
     """Serve `app` on 127.0.0.1 (ephemeral port) in a thread; yields its URL, then stops."""
     sock = socket.socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
