@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from flowloom.backends.server._state import services
-from flowloom.backends.server.errors import NotFound
+from flowloom.backends.server.errors import BadRequest, NotFound
 from flowloom.backends.server.runs import FINAL, HEARTBEAT_S, RunHandle, RunRequest
 from flowloom.backends.server.schemas import CancelRuns, RunCreate
 from flowloom.backends.server.serde import dumps
@@ -20,10 +20,23 @@ __all__ = ["router"]
 router = APIRouter(tags=["runs"])
 
 
-def _request(body: RunCreate) -> RunRequest:
+ROUTE_HEADER = "x-flowloom-route"
+ROUTE_OVERRIDES = ("force_fast", "force_slow")
+
+
+def _request(body: RunCreate, route: str | None = None) -> RunRequest:
+    """The run to start; `route` (from the X-Flowloom-Route header) reaches adaptive routers
+    as `config.configurable.flowloom_route`."""
+    config = body.config
+    if route is not None:
+        if route not in ROUTE_OVERRIDES:
+            raise BadRequest(f"header X-Flowloom-Route: {route!r} is not one of "
+                             f"{', '.join(ROUTE_OVERRIDES)}")
+        config = {**config, "configurable": {**config.get("configurable", {}),
+                                             "flowloom_route": route}}
     return RunRequest(
         assistant_id=body.assistant_id, input=body.input, command=body.command,
-        config=body.config, context=body.context, metadata=body.metadata,
+        config=config, context=body.context, metadata=body.metadata,
         stream_mode=body.modes(), stream_subgraphs=body.stream_subgraphs,
         interrupt_before=body.interrupt_before, interrupt_after=body.interrupt_after,
         checkpoint_id=body.checkpoint_id, checkpoint=body.checkpoint,
@@ -85,7 +98,8 @@ def _run_json(handle: RunHandle) -> dict[str, Any]:
 
 
 async def _create(request: Request, thread_id: str | None, body: RunCreate) -> RunHandle:
-    return await services(request).runs.create(thread_id, _request(body))
+    route = request.headers.get(ROUTE_HEADER)
+    return await services(request).runs.create(thread_id, _request(body, route))
 
 
 @router.post("/threads/{thread_id}/runs")

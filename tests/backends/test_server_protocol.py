@@ -236,3 +236,15 @@ def test_sync_client(server_url):
     sync.threads.delete(thread["thread_id"])
     with pytest.raises(NotFoundError):
         sync.threads.get(thread["thread_id"])
+
+
+async def test_route_override_header_reaches_the_run_config(server_url):
+    headers = {"X-Flowloom-Route": "force_slow"}
+    async with httpx.AsyncClient(base_url=server_url) as http:
+        tid = (await http.post("/threads", json={})).json()["thread_id"]
+        run = (await http.post(f"/threads/{tid}/runs", json={
+            "assistant_id": "chat", "input": user("x")}, headers=headers)).json()
+        assert run["kwargs"]["config"]["configurable"]["flowloom_route"] == "force_slow"
+        bad = await http.post("/runs/wait", json={"assistant_id": "chat"},
+                              headers={"X-Flowloom-Route": "sideways"})
+        assert bad.status_code == 422 and "force_fast, force_slow" in bad.json()["detail"]
