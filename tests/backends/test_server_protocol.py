@@ -248,3 +248,20 @@ async def test_route_override_header_reaches_the_run_config(server_url):
         bad = await http.post("/runs/wait", json={"assistant_id": "chat"},
                               headers={"X-Flowloom-Route": "sideways"})
         assert bad.status_code == 422 and "force_fast, force_slow" in bad.json()["detail"]
+
+
+async def test_join_stream_resumes_after_last_event_id(client, server_url):
+    tid = (await client.threads.create())["thread_id"]
+    run = await client.runs.create(tid, "chat", input=user("resume me"),
+                                   stream_mode=["values", "updates"])
+    await client.runs.join(tid, run["run_id"])
+    url = f"{server_url}/threads/{tid}/runs/{run['run_id']}/stream"
+    full = httpx.get(url).text
+    ids = [line.split(": ")[1] for line in full.splitlines() if line.startswith("id: ")]
+    assert ids == ["1", "2", "3", "4"]
+    rest = httpx.get(url, headers={"Last-Event-ID": "2"}).text
+    events = [line.split(": ")[1] for line in rest.splitlines() if line.startswith("event: ")]
+    assert events == ["updates", "values"]
+    sdk_events = [e.event async for e in client.runs.join_stream(
+        tid, run["run_id"], last_event_id="3")]
+    assert sdk_events == ["values"]
