@@ -283,6 +283,75 @@ def serve(
                               flows_dirs=folders))
 
 
+keys_app = typer.Typer(help="API keys of the server: create, list, revoke.",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+DatabaseOpt = Annotated[
+    str | None, typer.Option("--database", help="sqlite:///PATH or postgresql://... "
+                             "(default: the data dir's server.sqlite, as for serve)")
+]
+
+
+def _with_keys(database: str | None, work: Any) -> Any:
+    """Run `await work(store)` on the server database's key store."""
+    from flowloom.backends.server.db import open_database
+    from flowloom.backends.server.errors import ServerError
+    from flowloom.backends.server.keys import KeyStore
+
+    async def go() -> Any:
+        async with open_database(database) as db:
+            store = KeyStore(db)
+            await store.setup()
+            return await work(store)
+
+    try:
+        return asyncio.run(go())
+    except ServerError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option("--role", help="admin (also manages flows) or user.")],
+    name: Annotated[str, typer.Option("--name", help="A label for listings.")] = "",
+    rpm: Annotated[int | None, typer.Option("--rpm", help="Requests per minute.")] = None,
+    budget: Annotated[float | None, typer.Option("--budget", help="Model budget, USD.")] = None,
+    database: DatabaseOpt = None,
+) -> None:
+    """Create a key and print it; only its hash is stored, so it is shown this once."""
+    key, secret = _with_keys(database, lambda s: s.create(role, name=name, rpm=rpm,
+                                                            budget_usd=budget))
+    typer.echo(secret)
+    _err(f"key {key.key_id} ({key.role}) created; it is not shown again")
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
+    database: DatabaseOpt = None,
+) -> None:
+    """List keys (ids, roles, limits, spend; never the keys)."""
+    keys = [k.public() for k in _with_keys(database, lambda s: s.list())]
+    if as_json:
+        _dump(keys)
+        return
+    for k in keys:
+        state = f"revoked {k['revoked_at']}" if k["revoked_at"] else "active"
+        budget = "-" if k["budget_usd"] is None else f"${k['budget_usd']:g}"
+        typer.echo(f"{k['key_id']}  {k['role']:<5}  {k['name'] or '-'}  rpm={k['rpm'] or '-'}  "
+                   f"budget={budget}  spent=${k['spent_usd']:.6f}  {state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="Key id (from `keys list`).")],
+    database: DatabaseOpt = None,
+) -> None:
+    """Revoke a key: refused by servers within seconds."""
+    key = _with_keys(database, lambda s: s.revoke(key_id))
+    typer.echo(f"key {key.key_id} revoked")
+
+
 def main() -> None:
     """Entry point: run the app and turn domain errors into messages and exit codes."""
     from flowloom.flows.errors import FlowError

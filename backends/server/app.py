@@ -31,10 +31,12 @@ from flowloom.backends.server import (
     threads_api,
 )
 from flowloom.backends.server._state import Services
+from flowloom.backends.server.auth import install_auth
 from flowloom.backends.server.catalog import FlowCatalog
 from flowloom.backends.server.db import open_database
 from flowloom.backends.server.errors import BadRequest, Conflict, NotFound, ServerError
 from flowloom.backends.server.flows_api import load_saved_flows
+from flowloom.backends.server.metrics import install_metrics
 from flowloom.backends.server.runs import RunManager
 from flowloom.backends.server.store import ServerStore
 from flowloom.flows.checkpoint import open_checkpointer
@@ -134,6 +136,8 @@ def create_app(settings: ServerSettings | None = None, *,
                 logger.warning("%d runs left unfinished by a stopped server marked error",
                                orphaned)
             app.state.flowloom = Services(store, catalog, runs)
+            await guard.start(app.state.flowloom)
+            metrics.start(app.state.flowloom)
             try:
                 yield
             finally:
@@ -142,6 +146,8 @@ def create_app(settings: ServerSettings | None = None, *,
     app = FastAPI(title="flowloom", version="0.1.0", lifespan=lifespan,
                   description="Flows served over the LangGraph API protocol.")
     _install_error_handlers(app)
+    guard = install_auth(app, settings)
+    metrics = install_metrics(app)  # last: its timing wraps auth's refusals too
     for module in (system_api, flows_api, assistants_api, threads_api, runs_api):
         app.include_router(module.router)
     try:

@@ -1,8 +1,18 @@
-"""Server domain errors; only `app.py` turns them into HTTP status codes."""
+"""Server domain errors; only the web layer (`app.py`, `auth.py`) turns them into HTTP."""
 
 from __future__ import annotations
 
-__all__ = ["BadRequest", "Conflict", "NotFound", "ServerError"]
+__all__ = [
+    "AuthError",
+    "BadRequest",
+    "BudgetExhausted",
+    "Conflict",
+    "Forbidden",
+    "NotFound",
+    "RateLimited",
+    "ServerError",
+    "Unauthenticated",
+]
 
 
 class ServerError(Exception):
@@ -19,3 +29,31 @@ class Conflict(ServerError):
 
 class BadRequest(ServerError):
     """422: a well-formed request that asks for something invalid."""
+
+
+class AuthError(ServerError):
+    """A request the API-key policy refuses (see `auth.py`)."""
+
+
+class Unauthenticated(AuthError):
+    """401: no API key, or one that is unknown or revoked."""
+
+
+class Forbidden(AuthError):
+    """403: a valid key whose role may not do this."""
+
+    def __init__(self, message: str, *, needed_role: str) -> None:
+        super().__init__(message)
+        self.needed_role = needed_role
+
+
+class RateLimited(AuthError):
+    """429: the key's requests-per-minute are used up for now."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class BudgetExhausted(AuthError):
+    """402: the key's model-cost budget (USD) is spent."""

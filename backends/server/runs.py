@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from langgraph.types import Command
 
@@ -25,7 +26,9 @@ from flowloom.backends.server.errors import BadRequest, Conflict, NotFound
 from flowloom.backends.server.serde import to_jsonable
 from flowloom.backends.server.store import ServerStore
 
-__all__ = ["RunHandle", "RunManager", "RunRequest", "STREAM_MODES"]
+__all__ = ["RunHandle", "RunManager", "RunObserver", "RunRequest", "STREAM_MODES"]
+
+logger = logging.getLogger("flowloom.server")
 
 # API stream mode -> LangGraph stream mode
 STREAM_MODES = {
@@ -108,6 +111,15 @@ def _command(body: dict[str, Any]) -> Command[Any]:
     return Command(**body)
 
 
+class RunObserver(Protocol):
+    """Told when a run starts executing (it may add to the run's LangGraph `config`, e.g.
+    callbacks) and when it ends; used for metrics and per-key spend."""
+
+    async def run_started(self, handle: RunHandle, config: dict[str, Any]) -> None: ...
+
+    async def run_finished(self, handle: RunHandle, status: str) -> None: ...
+
+
 class RunManager:
     """Starts, tracks and cancels runs of the catalog's flows."""
 
@@ -120,6 +132,7 @@ class RunManager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._active: dict[str, RunHandle] = {}
         self.started_at = time.time()
+        self.observers: list[RunObserver] = []
 
     def handle(self, run_id: str) -> RunHandle | None:
         return self._handles.get(run_id)
@@ -222,6 +235,7 @@ class RunManager:
                       assistant_config: dict[str, Any]) -> str:
         graph = handle.flow.graph
         config = self._config(handle, req, assistant_config)
+        await self._notify(lambda o: o.run_started(handle, config))
         graph_input: Any = _command(req.command) if req.command else req.input
         modes = list(dict.fromkeys(STREAM_MODES[m] for m in req.stream_mode))
         names = {STREAM_MODES[m]: m for m in req.stream_mode}
@@ -288,9 +302,17 @@ class RunManager:
                 await self.store.update_thread(thread_id, status=thread_status,
                                                state_changed=True)
         handle.run = {**handle.run, "status": status}
+        await self._notify(lambda o: o.run_finished(handle, status))
         async with handle.changed:
             handle.finished.set()
             handle.changed.notify_all()
+
+    async def _notify(self, call: Callable[[RunObserver], Awaitable[None]]) -> None:
+        for observer in self.observers:
+            try:
+                await call(observer)
+            except Exception:  # an observer must never fail a run
+                logger.exception("run observer %r failed", observer)
 
     async def cancel(self, handle: RunHandle, *, action: str = "interrupt",
                      wait: bool = False) -> None:

@@ -1,0 +1,21 @@
+"""The model gateway behind a build context, when there is one (tests use scripted models)."""
+
+from __future__ import annotations
+
+from flowloom.backends.gateway.gateway import Gateway
+from flowloom.backends.gateway.provider import GatewayModels
+from flowloom.flows.context import BuildContext
+
+__all__ = ["gateway_of", "total_cost"]
+
+
+def gateway_of(ctx: BuildContext | None) -> Gateway | None:
+    """The Gateway the context's models call through, or None (scripted or no models)."""
+    models = ctx.models if ctx is not None else None
+    return models.gateway if isinstance(models, GatewayModels) else None
+
+
+def total_cost(ctx: BuildContext | None) -> float:
+    """USD spent on model calls through the context's gateway since it started (0 if none)."""
+    gateway = gateway_of(ctx)
+    return gateway.usage_summary().total.cost if gateway is not None else 0.0
