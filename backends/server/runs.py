@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from langgraph.checkpoint.base import copy_checkpoint
+from langgraph.checkpoint.base.id import uuid6
 from langgraph.types import Command
 
 from flowloom.backends.server.catalog import CompiledFlow, FlowCatalog
@@ -286,6 +288,7 @@ class RunManager:
         if handle.cancel_action == "rollback":
             with contextlib.suppress(NotFound):
                 await self.store.delete_run(thread_id, handle.run_id)
+            await self._rollback_state(handle)
         else:
             await self.store.set_run_status(handle.run_id, status)
         if self._active.get(thread_id) is handle:
@@ -313,6 +316,33 @@ class RunManager:
                 await call(observer)
             except Exception:  # an observer must never fail a run
                 logger.exception("run observer %r failed", observer)
+
+    async def _rollback_state(self, handle: RunHandle) -> None:
+        """Make the thread's state what it was before the run: the last checkpoint the run
+        did not write becomes the head again, as a new checkpoint with newer channel
+        versions (so a later run's writes never collide with the rolled-back ones)."""
+        saver = self.catalog.checkpointer
+        config: Any = {"configurable": {"thread_id": handle.thread_id, "checkpoint_ns": ""}}
+        history = [saved async for saved in saver.alist(config)]  # savers lock while listing
+        if not history:
+            return
+        head = history[0]
+        for saved in history:
+            if saved.metadata.get("run_id") == handle.run_id:
+                continue
+            if saved is head:
+                return  # the run wrote nothing
+            checkpoint = copy_checkpoint(saved.checkpoint)
+            checkpoint["id"] = str(uuid6(clock_seq=-2))
+            head_versions = head.checkpoint["channel_versions"]
+            versions = {ch: saver.get_next_version(head_versions.get(ch), None)
+                        for ch in checkpoint["channel_versions"]}
+            checkpoint["channel_versions"] = versions
+            metadata = {**saved.metadata, "source": "update", "rollback_of": handle.run_id}
+            await saver.aput(head.config, checkpoint, metadata,  # type: ignore[arg-type]
+                             versions)
+            return
+        await saver.adelete_thread(handle.thread_id)  # no state before this run
 
     async def cancel(self, handle: RunHandle, *, action: str = "interrupt",
                      wait: bool = False) -> None:

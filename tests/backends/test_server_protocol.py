@@ -265,3 +265,19 @@ async def test_join_stream_resumes_after_last_event_id(client, server_url):
     sdk_events = [e.event async for e in client.runs.join_stream(
         tid, run["run_id"], last_event_id="3")]
     assert sdk_events == ["values"]
+
+
+async def test_rollback_restores_the_state_before_the_run(client):
+    tid = (await client.threads.create())["thread_id"]
+    await client.runs.wait(tid, "chat", input=user("keep me"))
+    before = await client.threads.get_state(tid)
+    slow = await client.runs.create(tid, "chat", input=user("slow and rolled back"))
+    await asyncio.sleep(0.2)  # the run has written its input checkpoint by now
+    await client.runs.cancel(tid, slow["run_id"], wait=True, action="rollback")
+    with pytest.raises(NotFoundError):
+        await client.runs.get(tid, slow["run_id"])
+    after = await client.threads.get_state(tid)
+    assert after["values"] == before["values"]
+    result = await client.runs.wait(tid, "chat", input=user("next"))
+    assert [m["content"] for m in result["messages"]] == [
+        "keep me", "echo: keep me", "next", "echo: next"]
