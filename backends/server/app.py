@@ -131,7 +131,11 @@ def create_app(settings: ServerSettings | None = None, *,
             store = ServerStore(db)
             await load_saved_flows(store, catalog)
             runs = RunManager(store, catalog)
-            orphaned = await store.mark_orphaned_runs(runs.owner)
+            # One server per SQLite file: whatever it left pending or running died with it.
+            # Servers sharing Postgres can't tell a dead peer's runs from a live one's
+            # without heartbeats, which they don't have yet; those runs are left as they are.
+            orphaned = (await store.mark_orphaned_runs(runs.owner)
+                        if db.kind == "sqlite" else 0)
             if orphaned:
                 logger.warning("%d runs left unfinished by a stopped server marked error",
                                orphaned)

@@ -143,3 +143,24 @@ async def test_two_servers_share_postgres(tmp_path):
     finally:
         for gen in (first, second):
             next(gen, None)
+
+
+async def test_runs_left_by_a_dead_server_are_marked_on_restart(tmp_path):
+    from flowloom.backends.server.db import open_database
+    from flowloom.backends.server.store import ServerStore
+
+    url = f"sqlite:///{tmp_path}/fl.sqlite"
+    async with open_database(url) as db:
+        store = ServerStore(db)
+        thread = await store.create_thread(None, {}, graph_id="chat")
+        await store.create_run("r-dead", thread["thread_id"], "a", metadata={}, kwargs={},
+                               multitask_strategy="enqueue", owner="gone")
+    app = create_app(ServerSettings(database=url, home=tmp_path),
+                     ctx=BuildContext(models=ScriptedModels(lambda m: "ok")))
+    gen = run_server(app)
+    base = next(gen)
+    try:
+        run = httpx.get(f"{base}/threads/{thread['thread_id']}/runs/r-dead").json()
+        assert run["status"] == "error"
+    finally:
+        next(gen, None)
