@@ -118,6 +118,9 @@ async def open_database(url: str | None, *, home: Path | None = None) -> AsyncIt
         path = url.removeprefix("sqlite:///").removeprefix("sqlite://").removeprefix("sqlite:")
     async with aiosqlite.connect(path) as conn:
         await conn.execute("PRAGMA journal_mode=WAL")
+        # WAL + NORMAL: no fsync per commit (the database stays consistent; a power cut
+        # may lose the last commits of run bookkeeping, never corrupt it)
+        await conn.execute("PRAGMA synchronous=NORMAL")
         db = _Sqlite(conn)
         await db.setup()
         yield db
