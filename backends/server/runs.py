@@ -224,7 +224,6 @@ class RunManager:
         status = "error"
         try:
             async with lock:
-                self._active[handle.thread_id] = handle
                 await self.store.set_run_status(handle.run_id, "running")
                 await handle.publish("metadata", {"run_id": handle.run_id, "attempt": 1})
                 status = await self._stream(handle, req, assistant_config)

@@ -14,6 +14,7 @@ from flowloom.backends.server.errors import BadRequest, NotFound
 from flowloom.backends.server.runs import FINAL, HEARTBEAT_S, RunHandle, RunRequest
 from flowloom.backends.server.schemas import CancelRuns, RunCreate
 from flowloom.backends.server.serde import dumps
+from flowloom.backends.server.threads_api import get_thread
 
 __all__ = ["router"]
 
@@ -75,7 +76,7 @@ def _stream_response(handle: RunHandle, after: int = 0, *, cancel_on_disconnect:
         "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-def _wait_response(handle: RunHandle, manager: Any) -> StreamingResponse:
+def _wait_response(handle: RunHandle) -> StreamingResponse:
     """The final values as JSON; a newline every few seconds keeps proxies from timing out
     (JSON parsers skip leading whitespace)."""
 
@@ -121,13 +122,13 @@ async def create_stateless_run(body: RunCreate, request: Request,
 @router.post("/threads/{thread_id}/runs/wait")
 async def wait_run(thread_id: str, body: RunCreate, request: Request) -> StreamingResponse:
     handle = await _create(request, thread_id, body)
-    return _wait_response(handle, services(request).runs)
+    return _wait_response(handle)
 
 
 @router.post("/runs/wait")
 async def wait_stateless_run(body: RunCreate, request: Request) -> StreamingResponse:
     handle = await _create(request, None, body)
-    return _wait_response(handle, services(request).runs)
+    return _wait_response(handle)
 
 
 @router.post("/threads/{thread_id}/runs/stream")
@@ -154,18 +155,10 @@ async def list_runs(thread_id: str, request: Request,
     return await svc.store.list_runs(thread_id, limit=limit, offset=offset, status=status)
 
 
-async def _live_or_stored(request: Request, thread_id: str, run_id: str) -> dict[str, Any]:
-    handle = services(request).runs.handle(run_id)
-    if handle is not None and handle.thread_id == thread_id:
-        stored = await services(request).store.get_run(thread_id, run_id)
-        return {**stored, "status": handle.run.get("status", stored["status"])
-                if handle.finished.is_set() else stored["status"]}
-    return await services(request).store.get_run(thread_id, run_id)
-
-
 @router.get("/threads/{thread_id}/runs/{run_id}")
 async def get_run(thread_id: str, run_id: str, request: Request) -> dict[str, Any]:
-    return await _live_or_stored(request, thread_id, run_id)
+    # the stored row is current: a run's status is written before its handle finishes
+    return await services(request).store.get_run(thread_id, run_id)
 
 
 @router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
@@ -189,10 +182,7 @@ async def join_run(thread_id: str, run_id: str, request: Request) -> Any:
             return Response(dumps(handle.result), media_type="application/json")
     while (await svc.store.get_run(thread_id, run_id))["status"] not in FINAL:
         await asyncio.sleep(0.2)  # a run of another server process sharing the database
-    state = await svc.store.get_thread(thread_id)
-    from flowloom.backends.server.threads_api import get_thread
-
-    return (await get_thread(state["thread_id"], request))["values"] or {}
+    return (await get_thread(thread_id, request))["values"] or {}
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream")

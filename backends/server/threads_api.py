@@ -98,7 +98,7 @@ async def patch_thread(thread_id: str, body: ThreadPatch, request: Request) -> d
 @router.delete("/threads/{thread_id}", status_code=204)
 async def delete_thread(thread_id: str, request: Request) -> None:
     svc = services(request)
-    if any(True for _ in await svc.store.active_runs(thread_id)):
+    if await svc.store.active_runs(thread_id):
         raise Conflict(f"thread {thread_id} has runs in progress; cancel them first")
     await svc.store.delete_thread(thread_id)
     await svc.catalog.checkpointer.adelete_thread(thread_id)
