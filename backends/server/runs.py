@@ -179,7 +179,11 @@ class RunManager:
                 raise Conflict(f"thread {thread_id} is busy with run {active.run_id}; "
                                "use multitask_strategy enqueue, interrupt or rollback")
             if req.multitask_strategy in ("interrupt", "rollback"):
-                await self.cancel(active, action=req.multitask_strategy, wait=True)
+                # the running run and any queued behind it: the new run replaces them all
+                live = [h for h in self._handles.values()
+                        if h.thread_id == thread_id and not h.finished.is_set()]
+                for old in live:
+                    await self.cancel(old, action=req.multitask_strategy, wait=True)
         run_id = str(uuid.uuid4())
         kwargs = {"input": req.input, "command": req.command, "config": req.config,
                   "stream_mode": req.stream_mode, "interrupt_before": req.interrupt_before,

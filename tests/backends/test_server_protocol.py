@@ -281,3 +281,16 @@ async def test_rollback_restores_the_state_before_the_run(client):
     result = await client.runs.wait(tid, "chat", input=user("next"))
     assert [m["content"] for m in result["messages"]] == [
         "keep me", "echo: keep me", "next", "echo: next"]
+
+
+async def test_interrupt_strategy_cancels_running_and_queued_runs(client):
+    tid = (await client.threads.create())["thread_id"]
+    running = await client.runs.create(tid, "chat", input=user("slow first"))
+    queued = await client.runs.create(tid, "chat", input=user("queued"))
+    await asyncio.sleep(0.1)
+    newer = await client.runs.create(tid, "chat", input=user("second"),
+                                     multitask_strategy="interrupt")
+    await client.runs.join(tid, newer["run_id"])
+    assert (await client.runs.get(tid, running["run_id"]))["status"] == "interrupted"
+    assert (await client.runs.get(tid, queued["run_id"]))["status"] == "interrupted"
+    assert (await client.runs.get(tid, newer["run_id"]))["status"] == "success"
