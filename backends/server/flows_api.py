@@ -15,6 +15,7 @@ from flowloom.backends.server.store import FlowDocuments, ServerStore
 from flowloom.flows.errors import FlowError, FlowLoadError
 from flowloom.flows.format import dump_flow
 from flowloom.flows.loader import check_flow, load_flow
+from flowloom.flows.migrations import migrate
 
 __all__ = ["load_saved_flows", "router"]
 
@@ -87,14 +88,19 @@ async def delete_flow(flow_id: str, request: Request) -> None:
 
 @router.post("/flows/validate")
 async def validate_flow(request: Request) -> dict[str, Any]:
+    """Every problem of a document, with its path; `document` is the document migrated to
+    the current schema version (as PUT would store it, before validation)."""
     doc = await _body(request)
     if not isinstance(doc, dict):
         return {"ok": False, "problems": [{"path": "", "message": "a flow document must be "
                                            "a JSON object", "choices": [], "code": "not_a_flow"}]}
     try:
         loaded, problems = check_flow(doc, services(request).catalog.registry)
+        migrated = migrate(doc)
     except FlowLoadError as exc:
         return {"ok": False, "problems": [{"path": "", "message": str(exc), "choices": [],
                                            "code": "not_a_flow"}]}
+    # the migrated document goes back too, so an importer can edit an old or broken flow
     return {"ok": not problems, "problems": [p.to_dict() for p in problems],
-            "notes": loaded.notes if loaded else []}
+            "notes": loaded.notes if loaded else migrated.notes,
+            "document": migrated.document}

@@ -164,3 +164,23 @@ async def test_runs_left_by_a_dead_server_are_marked_on_restart(tmp_path):
         assert run["status"] == "error"
     finally:
         next(gen, None)
+
+
+def test_validate_returns_the_migrated_document(server):
+    """The builder's import edits what validate gives back: an old (v0) document comes
+    back migrated to the current schema, problems and all."""
+    v0 = {"id": "old", "name": "Old", "version": 0, "state": ["messages"],
+          "nodes": {"a": {"type": "llm.chat", "params": {"temperature": 9},
+                          "position": [10, 20]}},
+          "edges": [["START", "a"], ["a", "END"]]}
+    check = httpx.post(f"{server}/flows/validate", json=v0).json()
+    assert check["ok"] is False
+    assert [p["path"] for p in check["problems"]] == ["nodes[0].params.temperature"]
+    doc = check["document"]
+    assert doc["schema_version"] == 1 and doc["nodes"][0]["type"] == "llm.chat@1"
+    assert doc["layout"]["nodes"] == {"a": {"x": 10, "y": 20}}
+    assert doc["edges"][0] == {"source": "START", "target": "a"}
+    assert check["notes"] == ["migrated from schema version 0 to 1"]
+    current = json.loads((examples_dir() / "chat.json").read_text())
+    same = httpx.post(f"{server}/flows/validate", json=current).json()
+    assert same["ok"] is True and same["document"] == current
