@@ -6,7 +6,8 @@ dicts. JSON columns are TEXT, so one schema serves both databases.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from flowloom.flows.checkpoint import checkpointer_kind
 from flowloom.flows.home import flowloom_home
 
-__all__ = ["Database", "open_database"]
+__all__ = ["Database", "Statement", "open_database"]
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS fl_threads (
@@ -39,12 +40,21 @@ SCHEMA = [
 ]
 
 
+Statement = tuple[str, Sequence[Any]]
+
+
 class Database:
-    """`execute`, `fetchone`, `fetchall` over one connection (SQLite) or a pool (Postgres)."""
+    """`execute`, `fetchone`, `fetchall` over one connection (SQLite) or a pool (Postgres);
+    `batch` runs several statements as one transaction (one commit, one round trip to
+    SQLite's thread)."""
 
     kind = "base"
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        raise NotImplementedError
+
+    async def batch(self, statements: Sequence[Statement]) -> list[int]:
+        """Run `statements` in order, all or none; their row counts."""
         raise NotImplementedError
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
@@ -66,14 +76,40 @@ class _Sqlite(Database):
         self.conn = conn
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cursor = await self.conn.execute(sql, tuple(params))
-        await self.conn.commit()
-        return int(cursor.rowcount)
+        return int((await self.batch([(sql, params)]))[0])
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        async with self.conn.execute(sql, tuple(params)) as cursor:
-            names = [d[0] for d in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+        return await self._call(_fetchall, sql, tuple(params))
+
+    async def batch(self, statements: Sequence[Statement]) -> list[int]:
+        return await self._call(_batch, [(sql, tuple(p)) for sql, p in statements])
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(sqlite3_connection, *args)` on the connection's thread: one hop."""
+        return await self.conn._execute(fn, self.conn._conn, *args)
+
+
+def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]
+              ) -> list[dict[str, Any]]:
+    cursor = conn.execute(sql, params)
+    try:
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
+def _batch(conn: sqlite3.Connection, statements: list[tuple[str, tuple[Any, ...]]]
+           ) -> list[int]:
+    counts = []
+    try:
+        for sql, params in statements:
+            counts.append(conn.execute(sql, params).rowcount)
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
+    return counts
 
 
 class _Postgres(Database):
@@ -92,6 +128,14 @@ class _Postgres(Database):
             cursor = await conn.execute(sql.replace("?", "%s"), tuple(params))
             names = [d.name for d in cursor.description or ()]
             return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
+
+    async def batch(self, statements: Sequence[Statement]) -> list[int]:
+        async with self.pool.connection() as conn, conn.transaction():
+            counts = []
+            for sql, params in statements:
+                cursor = await conn.execute(sql.replace("?", "%s"), tuple(params))
+                counts.append(int(cursor.rowcount))
+            return counts
 
 
 @asynccontextmanager

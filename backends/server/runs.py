@@ -19,8 +19,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from langgraph.checkpoint.base import copy_checkpoint
+from langgraph.checkpoint.base import BaseCheckpointSaver, copy_checkpoint
 from langgraph.checkpoint.base.id import uuid6
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.types import Command
 
 from flowloom.backends.server.catalog import CompiledFlow, FlowCatalog
@@ -135,6 +137,9 @@ class RunManager:
         self._active: dict[str, RunHandle] = {}
         self.started_at = time.time()
         self.observers: list[RunObserver] = []
+        # stateless runs deleted on completion: their checkpoints, by thread
+        self._memory = InMemorySaver()
+        self._ephemeral: dict[str, RunHandle] = {}
 
     def handle(self, run_id: str) -> RunHandle | None:
         return self._handles.get(run_id)
@@ -164,15 +169,16 @@ class RunManager:
                     f"input: fields {', '.join(unknown)} are not in flow {flow.id!r}, which "
                     f"does not declare them; declared: {', '.join(flow.flow.state) or 'none'}")
         stateless = thread_id is None
-        if stateless:
-            thread = await self.store.create_thread(None, {"graph_id": flow.id},
-                                                    graph_id=flow.id)
-            thread_id = thread["thread_id"]
-        elif not await self.store.thread_exists(thread_id):
-            if req.if_not_exists != "create":
-                raise NotFound(f"thread {thread_id} not found")
-            await self.store.create_thread(thread_id, {}, graph_id=flow.id)
-        assert thread_id is not None
+        thread: dict[str, Any] | None = None
+        create_thread = stateless
+        if thread_id is None:
+            thread_id = str(uuid.uuid4())
+        else:
+            thread = await self.store.find_thread(thread_id)
+            if thread is None:
+                if req.if_not_exists != "create":
+                    raise NotFound(f"thread {thread_id} not found")
+                create_thread = True
         active = self._active.get(thread_id)
         if active is not None:
             if req.multitask_strategy == "reject":
@@ -188,17 +194,32 @@ class RunManager:
         kwargs = {"input": req.input, "command": req.command, "config": req.config,
                   "stream_mode": req.stream_mode, "interrupt_before": req.interrupt_before,
                   "interrupt_after": req.interrupt_after}
-        run = await self.store.create_run(
+        run = await self.store.start_run(
             run_id, thread_id, flow.assistant_id, metadata=req.metadata, kwargs=kwargs,
-            multitask_strategy=req.multitask_strategy, owner=self.owner)
+            multitask_strategy=req.multitask_strategy, owner=self.owner, graph_id=flow.id,
+            thread=thread, create_thread=create_thread)
         handle = RunHandle(run, flow)
         self._remember(handle)
         self._active[thread_id] = handle
-        await self.store.update_thread(thread_id, status="busy", graph_id=flow.id)
         on_completion = req.on_completion or ("delete" if stateless else "keep")
+        if stateless and on_completion == "delete":
+            # its checkpoints die with it: kept in memory, never written to the database
+            self._ephemeral[thread_id] = handle
         handle.task = asyncio.create_task(
             self._execute(handle, req, assistant_config, on_completion))
         return handle
+
+    def saver_for(self, thread_id: str) -> BaseCheckpointSaver:
+        """The checkpointer holding `thread_id`'s state: the catalog's, or the in-memory one
+        of a stateless run whose thread is deleted when it ends."""
+        return self._memory if thread_id in self._ephemeral else self.catalog.checkpointer
+
+    def graph_config(self, thread_id: str, config: dict[str, Any]) -> dict[str, Any]:
+        """`config` for a graph call on `thread_id`'s state (see `saver_for`)."""
+        if thread_id not in self._ephemeral:
+            return config
+        return {**config, "configurable": {**config.get("configurable", {}),
+                                           CONFIG_KEY_CHECKPOINTER: self._memory}}
 
     def _remember(self, handle: RunHandle) -> None:
         self._handles[handle.run_id] = handle
@@ -220,7 +241,7 @@ class RunManager:
         config["configurable"] = configurable
         config.setdefault("recursion_limit", handle.flow.flow.recursion_limit)
         config.setdefault("metadata", {}).update(req.metadata or {})
-        return config
+        return self.graph_config(handle.thread_id, config)
 
     async def _execute(self, handle: RunHandle, req: RunRequest,
                        assistant_config: dict[str, Any], on_completion: str) -> None:
@@ -288,30 +309,30 @@ class RunManager:
 
     async def _finish(self, handle: RunHandle, status: str, on_completion: str) -> None:
         thread_id = handle.thread_id
-        if handle.cancel_action == "rollback":
-            with contextlib.suppress(NotFound):
-                await self.store.delete_run(thread_id, handle.run_id)
+        rollback = handle.cancel_action == "rollback"
+        if rollback:
             await self._rollback_state(handle)
-        else:
-            await self.store.set_run_status(handle.run_id, status)
-        if self._active.get(thread_id) is handle:
-            del self._active[thread_id]
         thread_status = {"success": "idle", "interrupted": "interrupted",
                          "error": "error"}.get(status, "idle")
         if handle.cancel_action is not None:
             thread_status = "idle"
-        if on_completion == "delete":
-            with contextlib.suppress(NotFound):
-                await self.store.delete_thread(thread_id)
-        else:
-            with contextlib.suppress(NotFound):
-                await self.store.update_thread(thread_id, status=thread_status,
-                                               state_changed=True)
-        handle.run = {**handle.run, "status": status}
-        await self._notify(lambda o: o.run_finished(handle, status))
-        async with handle.changed:
-            handle.finished.set()
-            handle.changed.notify_all()
+        try:
+            await self.store.finish_run(thread_id, handle.run_id, status=status,
+                                        thread_status=thread_status, delete_run=rollback,
+                                        delete_thread=on_completion == "delete")
+        finally:
+            if self._active.get(thread_id) is handle:
+                del self._active[thread_id]
+            if self._ephemeral.get(thread_id) is handle:
+                del self._ephemeral[thread_id]
+                await self._memory.adelete_thread(thread_id)
+            elif on_completion == "delete":
+                await self.catalog.checkpointer.adelete_thread(thread_id)
+            handle.run = {**handle.run, "status": status}
+            await self._notify(lambda o: o.run_finished(handle, status))
+            async with handle.changed:
+                handle.finished.set()
+                handle.changed.notify_all()
 
     async def _notify(self, call: Callable[[RunObserver], Awaitable[None]]) -> None:
         for observer in self.observers:
@@ -324,7 +345,7 @@ class RunManager:
         """Make the thread's state what it was before the run: the last checkpoint the run
         did not write becomes the head again, as a new checkpoint with newer channel
         versions (so a later run's writes never collide with the rolled-back ones)."""
-        saver = self.catalog.checkpointer
+        saver = self.saver_for(handle.thread_id)
         config: Any = {"configurable": {"thread_id": handle.thread_id, "checkpoint_ns": ""}}
         history = [saved async for saved in saver.alist(config)]  # savers lock while listing
         if not history:

@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from flowloom.backends.server.db import Database
+from flowloom.backends.server.db import Database, Statement
 from flowloom.backends.server.errors import Conflict, NotFound
 
 __all__ = ["FlowDocuments", "ServerStore", "now_iso"]
@@ -19,6 +19,21 @@ def now_iso() -> str:
 
 def _matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
     return not wanted or all(metadata.get(k) == v for k, v in wanted.items())
+
+
+def _run_insert(
+    run_id: str, thread_id: str, assistant_id: str, *, metadata: dict[str, Any],
+    kwargs: dict[str, Any], multitask_strategy: str, owner: str,
+) -> tuple[dict[str, Any], Statement]:
+    """A new run's row (as stored) and the statement that inserts it."""
+    now = now_iso()
+    row = {"run_id": run_id, "thread_id": thread_id, "assistant_id": assistant_id,
+           "status": "pending", "metadata": json.dumps(metadata),
+           "kwargs": json.dumps(kwargs, default=str), "multitask_strategy": multitask_strategy,
+           "created_at": now, "updated_at": now, "owner": owner}
+    sql = (f"INSERT INTO fl_runs ({', '.join(row)}) "
+           f"VALUES ({', '.join('?' for _ in row)})")
+    return row, (sql, tuple(row.values()))
 
 
 def _thread(row: dict[str, Any]) -> dict[str, Any]:
@@ -99,6 +114,11 @@ class ServerStore:
             raise NotFound(f"thread {thread_id} not found")
         return _thread(row)
 
+    async def find_thread(self, thread_id: str) -> dict[str, Any] | None:
+        row = await self.db.fetchone("SELECT * FROM fl_threads WHERE thread_id = ?",
+                                     (thread_id,))
+        return None if row is None else _thread(row)
+
     async def thread_exists(self, thread_id: str) -> bool:
         row = await self.db.fetchone("SELECT thread_id FROM fl_threads WHERE thread_id = ?",
                                      (thread_id,))
@@ -143,15 +163,68 @@ class ServerStore:
         self, run_id: str, thread_id: str, assistant_id: str, *, metadata: dict[str, Any],
         kwargs: dict[str, Any], multitask_strategy: str, owner: str,
     ) -> dict[str, Any]:
+        row, statement = _run_insert(run_id, thread_id, assistant_id, metadata=metadata,
+                                     kwargs=kwargs, multitask_strategy=multitask_strategy,
+                                     owner=owner)
+        await self.db.execute(*statement)
+        return _run(row)
+
+    async def start_run(
+        self, run_id: str, thread_id: str, assistant_id: str, *, metadata: dict[str, Any],
+        kwargs: dict[str, Any], multitask_strategy: str, owner: str, graph_id: str,
+        thread: dict[str, Any] | None, create_thread: bool = False,
+    ) -> dict[str, Any]:
+        """One transaction for a new run: its row, and its thread marked busy for
+        `graph_id` (`thread`: the thread as read before; `create_thread`: insert it, or
+        leave an existing one as it is but busy)."""
+        row, insert_run = _run_insert(run_id, thread_id, assistant_id, metadata=metadata,
+                                      kwargs=kwargs, multitask_strategy=multitask_strategy,
+                                      owner=owner)
+        now = row["created_at"]
+        statements: list[Statement] = []
+        if create_thread:
+            statements.append((
+                "INSERT INTO fl_threads (thread_id, created_at, updated_at, state_updated_at, "
+                "metadata, status, config, graph_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (thread_id) DO NOTHING",
+                (thread_id, now, now, now, json.dumps({"graph_id": graph_id}), "busy", "{}",
+                 graph_id)))
+        statements.append(insert_run)
+        if thread is not None and thread["metadata"].get("graph_id") == graph_id:
+            statements.append((
+                "UPDATE fl_threads SET status = ?, updated_at = ?, graph_id = ? "
+                "WHERE thread_id = ?", ("busy", now, graph_id, thread_id)))
+        elif thread is not None:
+            meta = {**thread["metadata"], "graph_id": graph_id}
+            statements.append((
+                "UPDATE fl_threads SET status = ?, metadata = ?, updated_at = ?, graph_id = ? "
+                "WHERE thread_id = ?", ("busy", json.dumps(meta), now, graph_id, thread_id)))
+        elif create_thread:  # created by someone else in the meantime: busy, ours
+            statements.append((
+                "UPDATE fl_threads SET status = ?, updated_at = ?, graph_id = ? "
+                "WHERE thread_id = ?", ("busy", now, graph_id, thread_id)))
+        await self.db.batch(statements)
+        return _run(row)
+
+    async def finish_run(self, thread_id: str, run_id: str, *, status: str,
+                         thread_status: str, delete_run: bool = False,
+                         delete_thread: bool = False) -> None:
+        """One transaction at a run's end: its status (or its row gone), and its thread's
+        status (or the thread and its runs gone)."""
         now = now_iso()
-        await self.db.execute(
-            "INSERT INTO fl_runs (run_id, thread_id, assistant_id, status, metadata, kwargs, "
-            "multitask_strategy, created_at, updated_at, owner) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, thread_id, assistant_id, "pending", json.dumps(metadata),
-             json.dumps(kwargs, default=str), multitask_strategy, now, now, owner),
-        )
-        return await self.get_run(thread_id, run_id)
+        if delete_thread:
+            statements: list[Statement] = [
+                ("DELETE FROM fl_threads WHERE thread_id = ?", (thread_id,)),
+                ("DELETE FROM fl_runs WHERE thread_id = ?", (thread_id,))]
+        else:
+            statements = [
+                ("DELETE FROM fl_runs WHERE run_id = ? AND thread_id = ?", (run_id, thread_id))
+                if delete_run else
+                ("UPDATE fl_runs SET status = ?, updated_at = ? WHERE run_id = ?",
+                 (status, now, run_id)),
+                ("UPDATE fl_threads SET status = ?, updated_at = ?, state_updated_at = ? "
+                 "WHERE thread_id = ?", (thread_status, now, now, thread_id))]
+        await self.db.batch(statements)
 
     async def set_run_status(self, run_id: str, status: str) -> None:
         await self.db.execute("UPDATE fl_runs SET status = ?, updated_at = ? WHERE run_id = ?",

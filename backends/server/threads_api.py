@@ -26,12 +26,14 @@ __all__ = ["router"]
 router = APIRouter(tags=["threads"])
 
 
-def _config(thread_id: str, checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+def _config(request: Request, thread_id: str,
+            checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
     configurable: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
     for key in ("checkpoint_id", "checkpoint_ns"):
         if checkpoint and checkpoint.get(key) is not None:
             configurable[key] = checkpoint[key]
-    return {"configurable": configurable}
+    # a stateless run's thread keeps its state in memory while the run lasts
+    return services(request).runs.graph_config(thread_id, {"configurable": configurable})
 
 
 async def _graph_of(request: Request, thread: dict[str, Any]) -> Any:
@@ -43,7 +45,7 @@ async def _graph_of(request: Request, thread: dict[str, Any]) -> Any:
 async def _with_values(request: Request, thread: dict[str, Any]) -> dict[str, Any]:
     graph = await _graph_of(request, thread)
     if graph is not None:
-        snapshot = await graph.aget_state(_config(thread["thread_id"]))
+        snapshot = await graph.aget_state(_config(request, thread["thread_id"]))
         thread["values"] = to_jsonable(snapshot.values)
         thread["interrupts"] = {t.id: to_jsonable(t.interrupts) for t in snapshot.tasks
                                 if t.interrupts}
@@ -104,21 +106,22 @@ async def delete_thread(thread_id: str, request: Request) -> None:
     await svc.catalog.checkpointer.adelete_thread(thread_id)
 
 
-async def _copy_checkpoints(saver: BaseCheckpointSaver, source: str, target: str) -> None:
+async def _copy_checkpoints(saver: BaseCheckpointSaver, source: str, target: str,
+                            into: BaseCheckpointSaver) -> None:
     tuples = [t async for t in saver.alist({"configurable": {"thread_id": source}})]
     for saved in reversed(tuples):  # oldest first, so parents exist
         conf = saved.config["configurable"]
         parent = (saved.parent_config or {}).get("configurable", {}).get("checkpoint_id")
         config: RunnableConfig = {"configurable": {"thread_id": target, "checkpoint_ns": conf.get(
             "checkpoint_ns", ""), **({"checkpoint_id": parent} if parent else {})}}
-        new_config = await saver.aput(config, saved.checkpoint, saved.metadata,
+        new_config = await into.aput(config, saved.checkpoint, saved.metadata,
                                       saved.checkpoint.get("channel_versions", {}))
         if saved.pending_writes:
             by_task: dict[str, list[tuple[str, Any]]] = {}
             for task_id, channel, value in saved.pending_writes:
                 by_task.setdefault(task_id, []).append((channel, value))
             for task_id, writes in by_task.items():
-                await saver.aput_writes(new_config, writes, task_id)
+                await into.aput_writes(new_config, writes, task_id)
 
 
 @router.post("/threads/{thread_id}/copy")
@@ -127,7 +130,8 @@ async def copy_thread(thread_id: str, request: Request) -> dict[str, Any]:
     thread = await svc.store.get_thread(thread_id)
     copy = await svc.store.create_thread(None, thread["metadata"],
                                          graph_id=thread["metadata"].get("graph_id"))
-    await _copy_checkpoints(svc.catalog.checkpointer, thread_id, copy["thread_id"])
+    await _copy_checkpoints(svc.runs.saver_for(thread_id), thread_id, copy["thread_id"],
+                            svc.catalog.checkpointer)
     return await _with_values(request, copy)
 
 
@@ -137,7 +141,7 @@ async def _state(request: Request, thread_id: str,
     graph = await _graph_of(request, thread)
     if graph is None:
         return dict(EMPTY_STATE)
-    snapshot = await graph.aget_state(_config(thread_id, checkpoint))
+    snapshot = await graph.aget_state(_config(request, thread_id, checkpoint))
     if checkpoint and checkpoint.get("checkpoint_id") and snapshot.config is None:
         raise NotFound(f"checkpoint {checkpoint['checkpoint_id']} not found")
     return snapshot_dict(snapshot)
@@ -170,7 +174,7 @@ async def update_state(thread_id: str, body: StateUpdate, request: Request) -> d
     checkpoint = body.checkpoint or ({"checkpoint_id": body.checkpoint_id}
                                      if body.checkpoint_id else None)
     try:
-        config = await graph.aupdate_state(_config(thread_id, checkpoint), body.values,
+        config = await graph.aupdate_state(_config(request, thread_id, checkpoint), body.values,
                                            as_node=body.as_node)
     except Exception as exc:  # unknown node name, bad values for a reducer, ...
         raise BadRequest(f"cannot update state: {exc}") from None
@@ -184,10 +188,10 @@ async def _history(request: Request, thread_id: str, body: HistoryRequest) -> li
     if graph is None:
         return []
     before = body.before
-    before_config = (_config(thread_id, before if isinstance(before, dict)
+    before_config = (_config(request, thread_id, before if isinstance(before, dict)
                              else {"checkpoint_id": before}) if before else None)
     return [snapshot_dict(s) async for s in graph.aget_state_history(
-        _config(thread_id, body.checkpoint), limit=body.limit, before=before_config,
+        _config(request, thread_id, body.checkpoint), limit=body.limit, before=before_config,
         filter=body.metadata)]
 
 
