@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from flowloom.backends.server import (
     assistants_api,
     flows_api,
+    observe_api,
     runs_api,
     system_api,
     threads_api,
@@ -36,6 +37,7 @@ from flowloom.backends.server.catalog import FlowCatalog
 from flowloom.backends.server.db import open_database
 from flowloom.backends.server.errors import BadRequest, Conflict, NotFound, ServerError
 from flowloom.backends.server.flows_api import load_saved_flows
+from flowloom.backends.server.liveness import Liveness
 from flowloom.backends.server.metrics import install_metrics
 from flowloom.backends.server.runs import RunManager
 from flowloom.backends.server.store import ServerStore
@@ -59,6 +61,9 @@ class ServerSettings:
     home: Path | None = None
     models: Path | None = None
     flows_dirs: tuple[Path, ...] = field(default_factory=lambda: (examples_dir(),))
+    # servers sharing Postgres: heartbeat period, and silence after which a peer is dead
+    heartbeat_s: float = 5.0
+    stale_after_s: float = 30.0
 
 
 def _location(loc: Any) -> str:
@@ -131,17 +136,15 @@ def create_app(settings: ServerSettings | None = None, *,
             store = ServerStore(db)
             await load_saved_flows(store, catalog)
             runs = RunManager(store, catalog)
-            # One server per SQLite file: whatever it left pending or running died with it.
-            # Servers sharing Postgres can't tell a dead peer's runs from a live one's
-            # without heartbeats, which they don't have yet; those runs are left as they are.
-            orphaned = (await store.mark_orphaned_runs(runs.owner)
-                        if db.kind == "sqlite" else 0)
-            if orphaned:
-                logger.warning("%d runs left unfinished by a stopped server marked error",
-                               orphaned)
+            # Runs left unfinished by a server that died are marked error (liveness.py)
+            liveness = Liveness(db, runs.owner, interval=settings.heartbeat_s,
+                                stale=settings.stale_after_s)
+            await liveness.start()
+            stack.push_async_callback(liveness.stop)
             app.state.flowloom = Services(store, catalog, runs)
             await guard.start(app.state.flowloom)
             metrics.start(app.state.flowloom)
+            await observe_api.attach(app, stack)  # node timelines, route decisions
             try:
                 yield
             finally:
@@ -154,6 +157,7 @@ def create_app(settings: ServerSettings | None = None, *,
     metrics = install_metrics(app)  # last: its timing wraps auth's refusals too
     for module in (system_api, flows_api, assistants_api, threads_api, runs_api):
         app.include_router(module.router)
+    app.include_router(observe_api.router)  # /models, /observe/...
     try:
         from flowloom.backends.server.openai_compat import openai_router
     except ImportError:
