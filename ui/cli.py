@@ -283,6 +283,52 @@ def serve(
                               flows_dirs=folders))
 
 
+@app.command()
+def up(
+    host: Annotated[str, typer.Option(help="Address of the API server and the UI.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="API server port (0: any free port).")] = 8123,
+    ui_port: Annotated[int, typer.Option("--ui-port", help="UI port (0: any free port).")]
+    = 8501,
+    database: Annotated[
+        str | None, typer.Option("--database", help="sqlite:///PATH or postgresql://...")
+    ] = None,
+    flows: Annotated[
+        list[Path] | None, typer.Option("--flows", help="Folder of flow files (repeatable).")
+    ] = None,
+    models: ModelsOpt = None,
+    model_service: Annotated[
+        bool, typer.Option("--model-service/--no-model-service",
+                           help="Start the embedded model now (else: on first use).")
+    ] = True,
+) -> None:
+    """Start the API server and the visual builder / chat UI (and the embedded model);
+    Ctrl-C stops everything."""
+    from flowloom.flows.home import flowloom_home
+    from flowloom.ui.launcher import READY_PREFIX, LaunchError, UpSettings, run_until_stopped
+    from flowloom.ui.launcher import up as start
+
+    for folder in flows or ():
+        if not folder.is_dir():
+            raise UsageError(f"--flows {folder}: not a folder")
+    if models is not None and not models.is_file():
+        raise UsageError(f"--models {models}: no such file")
+    settings = UpSettings(home=flowloom_home(), host=host, port=port, ui_port=ui_port,
+                          database=database, flows_dirs=tuple(flows or ()), models=models,
+                          model_service=model_service)
+    try:
+        with start(settings, say=_err) as stack:
+            typer.echo(f"flowloom is up\n  UI:  {stack.ui_url}\n  API: {stack.api_url}"
+                       f"\n  logs: {settings.home / 'logs'}\nCtrl-C stops everything.")
+            typer.echo(f"{READY_PREFIX} ui={stack.ui_url} api={stack.api_url}", err=True)
+            code = run_until_stopped(stack, say=_err)
+    except LaunchError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(1) from None
+    if code:
+        raise typer.Exit(code)
+
+
 keys_app = typer.Typer(help="API keys of the server: create, list, revoke.",
                        no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
