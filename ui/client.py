@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -139,6 +140,10 @@ class FlowloomClient:
     def thread_state(self, thread_id: str) -> dict[str, Any]:
         return self._call("GET", f"/threads/{thread_id}/state")
 
+    def thread_history(self, thread_id: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """The thread's checkpoints, newest first (each with its tasks and their writes)."""
+        return self._call("POST", f"/threads/{thread_id}/history", json={"limit": limit})
+
     # -- runs -----------------------------------------------------------------------------
 
     def stream_run(self, *, assistant_id: str, input: Any, thread_id: str | None = None,
@@ -193,6 +198,45 @@ class FlowloomClient:
         if flow_id:
             params["flow_id"] = flow_id
         return self._call("GET", "/observe/routes", params=params)
+
+
+    # -- knowledge bases (planned API) ----------------------------------------------------
+
+    def kbs(self) -> list[dict[str, Any]]:
+        """Knowledge bases: `[{name, documents, chunks}]`; `ApiError(404)` where the server
+        has none."""
+        body = self._call("GET", "/kbs")
+        return body.get("kbs", []) if isinstance(body, dict) else body
+
+    def create_kb(self, name: str) -> dict[str, Any]:
+        return self._call("POST", "/kbs", json={"name": name})
+
+    def delete_kb(self, name: str) -> None:
+        self._call("DELETE", f"/kbs/{quote(name, safe='')}")
+
+    def kb_documents(self, name: str) -> list[dict[str, Any]]:
+        body = self._call("GET", f"/kbs/{quote(name, safe='')}/documents")
+        return body.get("documents", []) if isinstance(body, dict) else body
+
+    def kb_chunks(self, name: str, doc_id: str) -> list[dict[str, Any]]:
+        body = self._call("GET", f"/kbs/{quote(name, safe='')}/documents/"
+                                 f"{quote(doc_id, safe='')}/chunks")
+        return body.get("chunks", []) if isinstance(body, dict) else body
+
+    def delete_kb_document(self, name: str, doc_id: str) -> None:
+        self._call("DELETE", f"/kbs/{quote(name, safe='')}/documents/{quote(doc_id, safe='')}")
+
+    def upload_kb_documents(self, name: str,
+                            files: list[tuple[str, bytes, str | None]]) -> dict[str, Any]:
+        """Upload `(filename, content, mime type)` files for ingestion; `{job_id}`."""
+        parts = [("files", (fname, content, mime or "application/octet-stream"))
+                 for fname, content, mime in files]
+        return self._call("POST", f"/kbs/{quote(name, safe='')}/documents", files=parts,
+                          timeout=300.0)
+
+    def kb_job(self, job_id: str) -> dict[str, Any]:
+        """An ingestion job: `{state, files_done, files_total, chunks, errors}`."""
+        return self._call("GET", f"/kbs/jobs/{quote(job_id, safe='')}")
 
 
 def _parse_sse(lines: Iterator[str]) -> Iterator[StreamEvent]:
