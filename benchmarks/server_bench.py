@@ -267,6 +267,13 @@ async def make_call(kind: str, client: LangGraphClient) -> Call:
         async def wait_thread() -> None:
             check(await client.runs.wait(thread_id, GRAPH_ID, input=INPUT), on_thread=True)
         return wait_thread
+    if kind == "wait-thread-exit":
+        thread_id = (await client.threads.create())["thread_id"]
+
+        async def wait_thread_exit() -> None:
+            check(await client.runs.wait(thread_id, GRAPH_ID, input=INPUT, durability="exit"),
+                  on_thread=True)
+        return wait_thread_exit
 
     async def stream() -> None:
         last: Any = None
@@ -333,6 +340,7 @@ async def run_workload(url: str, kind: str, *, runs: int, concurrency: int,
 # ---------------------------------------------------------------- driver
 
 KINDS = {"wait": "runs.wait, no thread", "wait-thread": "runs.wait on a thread",
+         "wait-thread-exit": "runs.wait on a thread, durability=exit",
          "stream": "runs.stream values"}
 
 

@@ -63,6 +63,7 @@ class RunRequest:
     multitask_strategy: str = "enqueue"
     if_not_exists: str = "reject"
     on_completion: str | None = None
+    durability: str | None = None
 
 
 @dataclass
@@ -270,6 +271,7 @@ class RunManager:
             async for part in graph.astream(
                 graph_input, config, stream_mode=modes, subgraphs=req.stream_subgraphs,
                 interrupt_before=req.interrupt_before, interrupt_after=req.interrupt_after,
+                durability=req.durability,
             ):
                 if req.stream_subgraphs:
                     namespace, mode, chunk = part

@@ -42,7 +42,7 @@ def _request(body: RunCreate, route: str | None = None) -> RunRequest:
         interrupt_before=body.interrupt_before, interrupt_after=body.interrupt_after,
         checkpoint_id=body.checkpoint_id, checkpoint=body.checkpoint,
         multitask_strategy=body.multitask_strategy, if_not_exists=body.if_not_exists,
-        on_completion=body.on_completion,
+        on_completion=body.on_completion, durability=body.durability,
     )
 
 

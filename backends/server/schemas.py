@@ -119,7 +119,10 @@ class RunCreate(_Body):
     on_disconnect: Literal["cancel", "continue"] = "continue"
     on_completion: Literal["delete", "keep"] | None = None
     after_seconds: float | None = None
-    durability: str | None = None
+    # when checkpoints are written: "async" (default: each step, in the background),
+    # "sync" (each step, before the next starts), "exit" (once, when the run ends: fastest;
+    # a crashed run then resumes from its start, not from its last step)
+    durability: Literal["sync", "async", "exit"] | None = None
 
     def modes(self) -> list[str]:
         return [self.stream_mode] if isinstance(self.stream_mode, str) else list(

@@ -129,6 +129,21 @@ async def test_thread_memory_state_and_history(client):
     assert [t["thread_id"] for t in found] == [tid]
 
 
+async def test_durability_exit_writes_one_checkpoint_per_run(client):
+    default, exit_ = (await client.threads.create())["thread_id"], (
+        await client.threads.create())["thread_id"]
+    await client.runs.wait(default, "chat", input=user("hi"))
+    answer = await client.runs.wait(exit_, "chat", input=user("hi"), durability="exit")
+    assert [m["content"] for m in answer["messages"]] == ["hi", "echo: hi"]
+    kept = len(await client.threads.get_history(default, limit=20))
+    assert kept >= 3 and len(await client.threads.get_history(exit_, limit=20)) == 1
+    state = await client.threads.get_state(exit_)
+    assert len(state["values"]["messages"]) == 2
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        await client.runs.wait(exit_, "chat", input=user("x"), durability="never")
+    assert refused.value.response.status_code == 422
+
+
 async def test_update_state_and_copy(client):
     tid = (await client.threads.create())["thread_id"]
     await client.runs.wait(tid, "chat", input=user("one"))
