@@ -305,20 +305,24 @@ def _on_rename(node_id: str, key: str) -> None:
     new_id = (S.get(key) or "").strip()
     if _edit(bm.rename_node, node_id, new_id, reset_forms=True):
         S.bld_sel = new_id
+    else:
+        S.bld_rev += 1  # the field shows the node's id again, not the refused one
 
 
 def _on_label(node_id: str, key: str) -> None:
     _edit(bm.set_label, node_id, S.get(key) or "")
 
 
-def _on_param(node_id: str, spec: FieldSpec, key: str) -> None:
+def _on_param(node_id: str, spec: FieldSpec, key: str, widget: str) -> None:
+    """`widget` is the one drawn, which may differ from `spec.widget` (a number out of its
+    bounds is edited as JSON)."""
     raw = S.get(key)
-    if spec.widget == "json":
+    if widget == "json":
         value, error = parse_json(raw or "")
         S[f"{key}__error"] = error
         if error:
             return
-    elif spec.widget in ("text", "textarea") and raw == "" and spec.nullable:
+    elif widget in ("text", "textarea") and raw == "" and spec.nullable:
         value = None
     else:
         value = raw
@@ -328,8 +332,6 @@ def _on_param(node_id: str, spec: FieldSpec, key: str) -> None:
 def _param_widget(node_id: str, spec: FieldSpec, params: dict[str, Any], rev: int) -> None:
     key = f"builder_p_{rev}_{node_id}_{spec.name}"
     current = spec.current(params)
-    common = {"key": key, "help": spec.help or None, "on_change": _on_param,
-              "args": (node_id, spec, key)}
     label = spec.name + (" *" if spec.required else "")
     widget = spec.widget
     if widget in ("integer", "number"):
@@ -340,15 +342,16 @@ def _param_widget(node_id: str, spec: FieldSpec, params: dict[str, Any], rev: in
             ok = False
         if not ok and current is not None:
             widget = "json"  # out of bounds or the wrong type: edit it as text to fix it
-    if widget == "model":
-        aliases = _aliases(spec.name)
-        if aliases is None:
-            widget = "text"
-        else:
-            options = model_options(aliases, current)
-            st.selectbox(label, options, index=options.index(current)
-                         if current in options else None, accept_new_options=True, **common)
-            return
+    aliases = _aliases(spec.name) if widget == "model" else None
+    if widget == "model" and aliases is None:
+        widget = "text"
+    common: dict[str, Any] = {"key": key, "help": spec.help or None,
+                              "on_change": _on_param, "args": (node_id, spec, key, widget)}
+    if widget == "model" and aliases is not None:
+        options = model_options(aliases, current)
+        st.selectbox(label, options, index=options.index(current)
+                     if current in options else None, accept_new_options=True, **common)
+        return
     if widget == "select":
         options = list(spec.options)
         if current not in options:
