@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from flowloom.flows.errors import FlowBuildError
 from flowloom.flows.nodes._common import check_template, is_messages_field, template_refs
+from flowloom.flows.nodes._sources import sources_list, sources_prompt
 from flowloom.flows.registry import NodeContext, NodeType, StateRef, closest
 from flowloom.flows.templates import Template
 
@@ -32,6 +33,11 @@ class Params(BaseModel):
     max_tokens: int = Field(512, ge=1, le=32768)
     streaming: bool = Field(True, description="Stream tokens to clients as they come.")
     output: str = Field("messages", description="State field that receives the answer.")
+    context: str = Field(
+        "", description="State field of retrieved documents (e.g. `documents` from "
+                        "retriever.search) given to the model as numbered sources to cite.")
+    list_sources: bool = Field(
+        True, description="With `context`: end the answer with the sources it cites.")
 
     @field_validator("system", "prompt")
     @classmethod
@@ -43,6 +49,8 @@ def state_refs(params: Params) -> Iterator[StateRef]:
     yield from template_refs("system", params.system)
     yield from template_refs("prompt", params.prompt)
     yield StateRef("output", params.output, "write")
+    if params.context:
+        yield StateRef("context", params.context)
 
 
 def build(params: Params, ctx: NodeContext) -> Any:
@@ -64,17 +72,25 @@ def build(params: Params, ctx: NodeContext) -> Any:
     prompt = Template(params.prompt) if params.prompt else None
     use_history = params.history and is_messages_field(ctx, "messages")
     output = params.output
+    context = params.context
     as_message = is_messages_field(ctx, output)
 
     async def llm_chat(state: dict[str, Any]) -> dict[str, Any]:
         messages: list[BaseMessage] = []
-        if system is not None:
-            messages.append(SystemMessage(system.render(state)))
+        system_text = system.render(state) if system is not None else ""
+        if context:
+            system_text = f"{system_text}\n\n{sources_prompt(state.get(context))}".strip()
+        if system_text:
+            messages.append(SystemMessage(system_text))
         if use_history:
             messages.extend(state.get("messages") or [])
         if prompt is not None:
             messages.append(HumanMessage(prompt.render(state)))
         answer = await model.ainvoke(messages)
+        if context and params.list_sources:
+            listed = sources_list(answer.text, state.get(context))
+            if listed:
+                answer = answer.model_copy(update={"content": f"{answer.text}\n\n{listed}"})
         return {output: [answer] if as_message else answer.text}
 
     return llm_chat
