@@ -1,3 +1,8 @@
-"""flowloom.retrievers."""
+"""flowloom.retrievers: knowledge bases (parse, embed, index, search) and the
+`retriever.search` node type."""
 
-__all__: list[str] = []
+from flowloom.retrievers import search_node
+
+__all__ = ["NODE_TYPES"]
+
+NODE_TYPES = [search_node.NODE_TYPE]

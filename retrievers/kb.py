@@ -1,0 +1,474 @@
+"""Knowledge bases: create, ingest files into, search, and remove.
+
+A knowledge base (KB) is a named set of documents parsed into chunks (`parse.py`),
+embedded through the model gateway (the `ModelProvider` of the flow engine: `local-embed`
+by default, batched), and indexed for dense and lexical search (`index.py`: Milvus Lite in
+`<home>/kb/milvus.db`, or a Milvus server when the KB is created with an `http://` URI).
+The catalog (`_catalog.py`) records each document's content hash, so ingesting an
+unchanged file again does nothing, a changed file replaces its chunks, and a crash in the
+middle of a write leaves nothing that is ever answered (and is cleaned up on next use).
+
+Example:
+    >>> kbs = knowledge_bases(home, models)                      # doctest: +SKIP
+    >>> kbs.create("docs")                                       # doctest: +SKIP
+    >>> report = await kbs.aingest("docs", [Path("handbook/")])  # doctest: +SKIP
+    >>> hits = await kbs.asearch("docs", "how do I reset my password?", top_k=5)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import shutil
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from flowloom.retrievers._catalog import Catalog, DocumentRow, KBRow
+from flowloom.retrievers.errors import (
+    KnowledgeBaseExists,
+    KnowledgeError,
+    UnknownDocument,
+    UnknownKnowledgeBase,
+)
+
+if TYPE_CHECKING:
+    from flowloom.flows.context import ModelProvider
+    from flowloom.retrievers.index import Hit, KnowledgeIndex
+
+__all__ = [
+    "DEFAULT_EMBED_MODEL",
+    "MODES",
+    "IngestProgress",
+    "IngestReport",
+    "KnowledgeBases",
+    "close_knowledge_bases",
+    "kb_dir",
+    "knowledge_bases",
+]
+
+DEFAULT_EMBED_MODEL = "local-embed"
+MODES = ("dense", "lexical", "hybrid")
+Mode = Literal["dense", "lexical", "hybrid"]
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def kb_dir(home: Path) -> Path:
+    return home / "kb"
+
+
+def _doc_id(path: Path) -> str:
+    """A document is its file: the id is stable for a path, whatever its content."""
+    return hashlib.sha1(str(path).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class _Todo:
+    """A file whose content is new or changed: to parse, embed and write."""
+
+    path: Path
+    doc_id: str
+    sha: str
+    old: DocumentRow | None
+
+
+_Parsed = tuple[_Todo, "list[Any] | None", "list[list[float]] | None", "str | None"]
+
+
+class IngestProgress(Protocol):
+    """What an ingestion reports as it goes (a progress bar, a server job)."""
+
+    def started(self, files: int) -> None: ...
+    def file_done(self, path: Path, status: str, chunks: int) -> None: ...
+    def embedded(self, chunks: int, seconds: float) -> None: ...
+
+
+@dataclass
+class IngestReport:
+    """What an ingestion did: files added / updated / unchanged / failed (with reasons),
+    chunks written, and where the time went."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    chunks: int = 0
+    seconds: float = 0.0
+    parse_seconds: float = 0.0
+    embed_seconds: float = 0.0
+    index_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
+                "failed": [{"path": p, "reason": r} for p, r in self.failed],
+                "chunks": self.chunks, "seconds": round(self.seconds, 3),
+                "parse_seconds": round(self.parse_seconds, 3),
+                "embed_seconds": round(self.embed_seconds, 3),
+                "index_seconds": round(self.index_seconds, 3)}
+
+
+def _files(paths: Iterable[Path], suffixes: frozenset[str]) -> tuple[list[Path], list[
+        tuple[str, str]]]:
+    """The files to ingest (folders walked for supported types), and paths refused."""
+    found: list[Path] = []
+    refused: list[tuple[str, str]] = []
+    for raw in paths:
+        path = Path(raw).expanduser().resolve()
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*")
+                                if p.is_file() and p.suffix.lower() in suffixes
+                                and not any(part.startswith(".") for part in
+                                            p.relative_to(path).parts)))
+        elif path.is_file():
+            found.append(path)
+        else:
+            refused.append((str(raw), "no such file or folder"))
+    return list(dict.fromkeys(found)), refused
+
+
+class KnowledgeBases:
+    """All knowledge bases of one flowloom home. Blocking work (parsing, the index, the
+    catalog) runs in threads; the async methods are safe to call from the event loop.
+
+    Milvus Lite lets one process open its file at a time: the process that serves flows
+    (the API server) owns `<home>/kb/milvus.db`; other processes reach it through the API.
+    """
+
+    def __init__(self, home: Path, models: ModelProvider | None) -> None:
+        self.home = home
+        self.models = models
+        self.dir = kb_dir(home)
+        self.catalog = Catalog(self.dir / "catalog.sqlite")
+        self._indexes: dict[str, KnowledgeIndex] = {}
+        self._lock = threading.Lock()
+        self._write_locks: dict[str, asyncio.Lock] = {}
+
+    # -- catalog ------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return [kb.name for kb in self.catalog.kbs()]
+
+    def get(self, name: str) -> KBRow:
+        row = self.catalog.kb(name)
+        if row is None:
+            raise UnknownKnowledgeBase(name, self.names())
+        return row
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every KB with its document and chunk counts."""
+        totals = self.catalog.totals()
+        return [{"name": kb.name, "description": kb.description, "uri": kb.uri or "embedded",
+                 "embed_model": kb.embed_model, "dim": kb.dim,
+                 "documents": totals.get(kb.name, (0, 0))[0],
+                 "chunks": totals.get(kb.name, (0, 0))[1],
+                 "max_chars": kb.max_chars, "overlap_chars": kb.overlap_chars,
+                 "created_at": kb.created_at} for kb in self.catalog.kbs()]
+
+    def create(self, name: str, *, uri: str | None = None,
+               embed_model: str = DEFAULT_EMBED_MODEL, max_chars: int = 1200,
+               overlap_chars: int = 150, description: str = "",
+               exist_ok: bool = False) -> KBRow:
+        """Create a KB (nothing is embedded yet). `uri`: a Milvus server (`http://...`);
+        default: Milvus Lite under the home."""
+        if not _NAME.match(name or ""):
+            raise KnowledgeError(
+                f"knowledge base name {name!r} is not valid: use 1-63 lower-case letters, "
+                "digits and _, starting with a letter (e.g. product_docs)")
+        if uri is not None and not uri.startswith(("http://", "https://")):
+            raise KnowledgeError(f"uri {uri!r}: a Milvus server is given as http://host:port "
+                                 "(leave it out for the embedded Milvus Lite)")
+        if not 100 <= max_chars <= 20_000:
+            raise KnowledgeError(f"max_chars {max_chars}: must be between 100 and 20000")
+        if not 0 <= overlap_chars < max_chars // 2:
+            raise KnowledgeError(f"overlap_chars {overlap_chars}: must be between 0 and "
+                                 f"{max_chars // 2 - 1} (under half of max_chars)")
+        if self.models is not None and embed_model not in self.models.aliases():
+            raise KnowledgeError(f"embed_model {embed_model!r} is not a model alias; "
+                                 f"aliases: {', '.join(self.models.aliases())}")
+        row = KBRow(name, uri, embed_model, None, max_chars, overlap_chars, description,
+                    time.time())
+        if not self.catalog.add_kb(row):
+            if exist_ok:
+                return self.get(name)
+            raise KnowledgeBaseExists(name)
+        return row
+
+    def documents(self, name: str) -> list[DocumentRow]:
+        self.get(name)
+        return self.catalog.documents(name)
+
+    # -- the index ------------------------------------------------------------------------
+
+    def _index(self, kb: KBRow) -> KnowledgeIndex | None:
+        """The KB's index (opened and repaired on first use), None before its first ingest."""
+        if kb.dim is None:
+            return None
+        with self._lock:
+            index = self._indexes.get(kb.name)
+            if index is None:
+                from flowloom.retrievers.index import KnowledgeIndex
+
+                index = KnowledgeIndex(kb.uri or str(self.dir / "milvus.db"), f"kb_{kb.name}",
+                                       kb.dim, lexical_dir=self.dir / "lexical" / kb.name)
+                self._repair(kb.name, index)
+                self._indexes[kb.name] = index
+            return index
+
+    def _repair(self, name: str, index: KnowledgeIndex) -> None:
+        """Remove what a crashed write left: chunks of uncommitted generations, and of
+        documents the catalog no longer has."""
+        committed = self.catalog.generations(name)
+        for doc_id, _generation in self.catalog.pending(name):
+            index.delete(doc_id=doc_id, keep_generation=committed.get(doc_id))
+            self.catalog.clear_pending(name, doc_id)
+        for doc_id in index.doc_ids() - set(committed):
+            index.delete(doc_id=doc_id)
+
+    def close(self) -> None:
+        with self._lock:
+            for index in self._indexes.values():
+                index.close()
+            self._indexes.clear()
+        self.catalog.close()
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _write_lock(self, name: str) -> asyncio.Lock:
+        return self._write_locks.setdefault(name, asyncio.Lock())
+
+    async def aembed(self, kb: KBRow, texts: Sequence[str]) -> list[list[float]]:
+        if self.models is None:
+            raise KnowledgeError("no model gateway is configured, so nothing can be embedded")
+        return await self.models.aembed(kb.embed_model, texts)
+
+    async def aingest(self, name: str, paths: Sequence[Path], *,
+                      progress: IngestProgress | None = None, ray: bool = False,
+                      models_config: Path | None = None) -> IngestReport:
+        """Parse, embed and index `paths` (files, or folders walked for supported types).
+        A file that fails is reported with its reason; the others go on. `ray`: parse and
+        embed as a Ray Data pipeline (`_ray_ingest.py`; `models_config` for its workers'
+        gateway); writing is the same either way."""
+        from flowloom.retrievers.parse import SUPPORTED_SUFFIXES, ChunkSettings
+
+        kb = self.get(name)
+        started = time.perf_counter()
+        report = IngestReport()
+        files, report.failed = _files(paths, SUPPORTED_SUFFIXES)
+        if progress is not None:
+            progress.started(len(files) + len(report.failed))
+        settings = ChunkSettings(max_chars=kb.max_chars, overlap_chars=kb.overlap_chars)
+        async with self._write_lock(name):
+            todo: list[_Todo] = []
+            for path in files:
+                todo_item = await self._prepare(kb, path, report)
+                if todo_item is not None:
+                    todo.append(todo_item)
+                elif progress is not None:
+                    progress.file_done(path, "unchanged" if str(path) in report.unchanged
+                                       else "failed", 0)
+            docs = (self._ray_docs(kb, todo, settings, models_config) if ray
+                    else self._local_docs(kb, todo, settings, report))
+            async for item, nodes, vectors, error in docs:
+                if error is not None:
+                    report.failed.append((str(item.path), error))
+                    status, chunks = "failed", 0
+                else:
+                    assert nodes is not None and vectors is not None
+                    kb = await self._write(kb, item, nodes, vectors, report)
+                    status, chunks = ("updated" if item.old else "added"), len(nodes)
+                if progress is not None:
+                    progress.file_done(item.path, status, chunks)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    async def _prepare(self, kb: KBRow, path: Path, report: IngestReport) -> _Todo | None:
+        """The file's hash against the catalog: None when there is nothing to do."""
+        from flowloom.retrievers.parse import file_sha256
+
+        doc_id = _doc_id(path)
+        try:
+            sha = await asyncio.to_thread(file_sha256, path)
+        except OSError as exc:
+            report.failed.append((str(path), f"cannot read: {exc.strerror or exc}"))
+            return None
+        old = self.catalog.document(kb.name, doc_id)
+        if old is not None and old.sha256 == sha:
+            report.unchanged.append(str(path))
+            return None
+        return _Todo(path, doc_id, sha, old)
+
+    async def _local_docs(self, kb: KBRow, todo: list[_Todo], settings: Any,
+                          report: IngestReport) -> AsyncIterator[_Parsed]:
+        from flowloom.retrievers.parse import ParseError, parse_file
+
+        for item in todo:
+            t0 = time.perf_counter()
+            try:
+                nodes = await asyncio.to_thread(parse_file, item.path, settings)
+            except ParseError as exc:
+                yield item, None, None, exc.reason
+                continue
+            report.parse_seconds += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            vectors = await self._embed_for(kb, item.path, [n.get_content() for n in nodes])
+            report.embed_seconds += time.perf_counter() - t0
+            yield item, nodes, vectors, None
+
+    async def _ray_docs(self, kb: KBRow, todo: list[_Todo], settings: Any,
+                        models_config: Path | None) -> AsyncIterator[_Parsed]:
+        from flowloom.retrievers._ray_ingest import ray_parse_and_embed
+
+        by_path = {str(item.path): item for item in todo}
+        docs = ray_parse_and_embed([item.path for item in todo], settings=settings,
+                                   embed_model=kb.embed_model, models_config=models_config,
+                                   home=self.home)
+        while (got := await asyncio.to_thread(next, docs, None)) is not None:
+            path, nodes, vectors, error = got
+            yield by_path[str(path)], nodes, vectors, error
+
+    async def _embed_for(self, kb: KBRow, path: Path, texts: list[str]) -> list[list[float]]:
+        try:
+            return await self.aembed(kb, texts)
+        except KnowledgeError:
+            raise
+        except Exception as exc:  # the model gateway's errors say which model and why
+            raise KnowledgeError(f"embedding {path.name} with {kb.embed_model!r} failed: "
+                                 f"{exc}") from None
+
+    async def _write(self, kb: KBRow, item: _Todo, nodes: list[Any],
+                     vectors: list[list[float]], report: IngestReport) -> KBRow:
+        """Write one document's new version: announced, indexed, committed, old one gone.
+        Returns the KB (its dimension is fixed by the first document)."""
+        if kb.dim is None:
+            self.catalog.set_dim(kb.name, len(vectors[0]))
+            kb = self.get(kb.name)
+        elif vectors and len(vectors[0]) != kb.dim:
+            raise KnowledgeError(f"knowledge base {kb.name!r} holds {kb.dim}-dimensional "
+                                 f"vectors but {kb.embed_model!r} returned {len(vectors[0])}")
+        generation = (item.old.generation + 1) if item.old is not None else 1
+        for i, (node, vector) in enumerate(zip(nodes, vectors, strict=True)):
+            # unique per document and version: identical files at two paths, or a new
+            # version written beside the old one, never overwrite each other's chunks
+            node.id_ = f"{item.doc_id}-{generation}-{i}"
+            node.embedding = vector
+            node.metadata["doc_id"] = item.doc_id
+            node.metadata["generation"] = generation
+            for keys in (node.excluded_embed_metadata_keys, node.excluded_llm_metadata_keys):
+                keys.extend(k for k in ("doc_id", "generation") if k not in keys)
+        index = await asyncio.to_thread(self._index, kb)
+        assert index is not None
+        t0 = time.perf_counter()
+        path = item.path
+        self.catalog.announce(kb.name, item.doc_id, generation)
+        await asyncio.to_thread(index.add, nodes, doc_id=item.doc_id, generation=generation)
+        self.catalog.commit_document(DocumentRow(
+            kb.name, item.doc_id, str(path), path.name, path.suffix.lower().lstrip("."),
+            item.sha, generation, len(nodes), path.stat().st_size, time.time()))
+        await asyncio.to_thread(index.delete, doc_id=item.doc_id, keep_generation=generation)
+        report.index_seconds += time.perf_counter() - t0
+        report.chunks += len(nodes)
+        (report.updated if item.old is not None else report.added).append(str(path))
+        return kb
+
+    async def aremove_document(self, name: str, doc_id: str) -> None:
+        kb = self.get(name)
+        async with self._write_lock(name):
+            if not self.catalog.remove_document(name, doc_id):
+                raise UnknownDocument(name, doc_id)
+            index = await asyncio.to_thread(self._index, kb)
+            if index is not None:
+                await asyncio.to_thread(index.delete, doc_id=doc_id)
+
+    async def adelete(self, name: str) -> None:
+        """Delete a KB: its chunks, lexical index, uploads and catalog entries."""
+        kb = self.get(name)
+        async with self._write_lock(name):
+            index = await asyncio.to_thread(self._index, kb)
+            if index is not None:
+                await asyncio.to_thread(index.drop)
+                with self._lock:
+                    self._indexes.pop(name, None)
+            self.catalog.remove_kb(name)
+            for folder in (self.dir / "lexical" / name, self.dir / "uploads" / name):
+                shutil.rmtree(folder, ignore_errors=True)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def asearch(self, name: str, query: str, *, top_k: int = 5, mode: Mode = "hybrid",
+                      filters: Mapping[str, Any] | None = None) -> list[Hit]:
+        """The `top_k` chunks of KB `name` best matching `query`."""
+        if mode not in MODES:
+            raise KnowledgeError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        if not 1 <= top_k <= 100:
+            raise KnowledgeError(f"top_k {top_k}: must be between 1 and 100")
+        kb = self.get(name)
+        index = await asyncio.to_thread(self._index, kb)
+        if index is None or not query.strip():
+            return []
+        vector = (await self.aembed(kb, [query]))[0] if mode != "lexical" else None
+        hits = await asyncio.to_thread(index.search, text=query, vector=vector,
+                                       top_k=top_k + 5, mode=mode, filters=filters)
+        return self._current(name, hits)[:top_k]
+
+    async def asearch_many(self, name: str, queries: Sequence[str], *, top_k: int = 5,
+                           mode: Mode = "hybrid", filters: Mapping[str, Any] | None = None,
+                           ) -> list[list[Hit]]:
+        """`asearch` for many queries, their embeddings computed in batches."""
+        kb = self.get(name)
+        index = await asyncio.to_thread(self._index, kb)
+        if index is None:
+            return [[] for _ in queries]
+        vectors: list[list[float] | None] = (
+            list(await self.aembed(kb, list(queries))) if mode != "lexical"
+            else [None] * len(queries))
+        out = []
+        for query, vector in zip(queries, vectors, strict=True):
+            hits = await asyncio.to_thread(index.search, text=query, vector=vector,
+                                           top_k=top_k + 5, mode=mode, filters=filters)
+            out.append(self._current(name, hits)[:top_k])
+        return out
+
+    def _current(self, name: str, hits: list[Hit]) -> list[Hit]:
+        """Only chunks of committed document versions (a write in flight is invisible)."""
+        committed = self.catalog.generations(name)
+        return [h for h in hits if committed.get(h.doc_id) == h.metadata.get("generation")]
+
+    async def achunks(self, name: str, doc_id: str) -> list[Hit]:
+        kb = self.get(name)
+        if self.catalog.document(name, doc_id) is None:
+            raise UnknownDocument(name, doc_id)
+        index = await asyncio.to_thread(self._index, kb)
+        if index is None:
+            return []
+        return self._current(name, await asyncio.to_thread(index.chunks, doc_id))
+
+
+_instances: dict[Path, KnowledgeBases] = {}
+_instances_lock = threading.Lock()
+
+
+def knowledge_bases(home: Path, models: ModelProvider | None) -> KnowledgeBases:
+    """The process's `KnowledgeBases` for `home` (one per home: Milvus Lite files are
+    opened once per process)."""
+    key = Path(home).expanduser().resolve()
+    with _instances_lock:
+        kbs = _instances.get(key)
+        if kbs is None:
+            kbs = _instances[key] = KnowledgeBases(key, models)
+        elif kbs.models is None and models is not None:
+            kbs.models = models
+        return kbs
+
+
+def close_knowledge_bases(home: Path | None = None) -> None:
+    """Close the cached instance for `home` (all when None)."""
+    with _instances_lock:
+        keys = [Path(home).expanduser().resolve()] if home is not None else list(_instances)
+        for key in keys:
+            kbs = _instances.pop(key, None)
+            if kbs is not None:
+                kbs.close()
