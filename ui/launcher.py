@@ -41,6 +41,7 @@ class UpSettings:
     flows_dirs: tuple[Path, ...] = ()
     models: Path | None = None
     model_service: bool = True
+    demo_kb: bool = True  # the server builds the `demo` knowledge base in the background
     timeout: float = 120.0
 
 
@@ -131,6 +132,8 @@ def _start_api(settings: UpSettings, env: dict[str, str], stack: Stack) -> None:
         args += ["--flows", str(folder)]
     if settings.models:
         args += ["--models", str(settings.models)]
+    if settings.demo_kb:
+        args.append("--demo-kb")
     child = _spawn("server", args, env, settings.home / "logs")
     stack.children.append(child)
     assert child.proc.stdout is not None

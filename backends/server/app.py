@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from flowloom.backends.server import (
     assistants_api,
     flows_api,
+    kbs_api,
     observe_api,
     runs_api,
     system_api,
@@ -44,6 +45,7 @@ from flowloom.backends.server.store import ServerStore
 from flowloom.flows.checkpoint import open_checkpointer
 from flowloom.flows.context import BuildContext
 from flowloom.flows.errors import FlowError, FlowValidationError
+from flowloom.flows.home import flowloom_home
 from flowloom.flows.loader import examples_dir
 from flowloom.flows.registry import NodeRegistry
 
@@ -64,6 +66,8 @@ class ServerSettings:
     # servers sharing Postgres: heartbeat period, and silence after which a peer is dead
     heartbeat_s: float = 5.0
     stale_after_s: float = 30.0
+    # make the `demo` knowledge base from the shipped docs (the rag_chat example uses it)
+    demo_kb: bool = False
 
 
 def _location(loc: Any) -> str:
@@ -145,6 +149,8 @@ def create_app(settings: ServerSettings | None = None, *,
             await guard.start(app.state.flowloom)
             metrics.start(app.state.flowloom)
             await observe_api.attach(app, stack)  # node timelines, route decisions
+            await kbs_api.attach(app, stack, home=settings.home or flowloom_home(),
+                                 models=build_ctx.models, demo_kb=settings.demo_kb)
             try:
                 yield
             finally:
@@ -158,6 +164,7 @@ def create_app(settings: ServerSettings | None = None, *,
     for module in (system_api, flows_api, assistants_api, threads_api, runs_api):
         app.include_router(module.router)
     app.include_router(observe_api.router)  # /models, /observe/...
+    app.include_router(kbs_api.router)  # /kbs
     try:
         from flowloom.backends.server.openai_compat import openai_router
     except ImportError:

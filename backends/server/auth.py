@@ -6,7 +6,8 @@ Policy:
   on, and a revoked key stops working, within that time).
 - The key comes in `x-api-key` (langgraph-sdk) or `Authorization: Bearer` (openai client).
 - Roles: `admin` may do everything; `user` everything but changing flows (PUT, DELETE,
-  PATCH under /flows/). `/ok`, `/info`, `/openapi.json` and the docs stay open.
+  PATCH under /flows/) and knowledge bases (writes under /kbs but search). `/ok`,
+  `/info`, `/openapi.json` and the docs stay open.
 - Rate: a token bucket per key and server process, `rpm` per minute with a burst of
   rpm/6 (`burst_for`); past it, 429 with `Retry-After`.
 - Budget: a key is charged the gateway's cost growth while its flow-running requests and
@@ -98,6 +99,12 @@ def required_role(method: str, path: str) -> Role | None:
     changes_flows = (path == "/flows" or path.startswith("/flows/")) and method not in (
         "GET", "HEAD", "OPTIONS")
     if changes_flows and not (method == "POST" and path == "/flows/validate"):
+        return "admin"
+    # knowledge bases: creating, uploading to and deleting them is admin work; search
+    # (what flows and chat do) and reading are for users
+    changes_kbs = (path == "/kbs" or path.startswith("/kbs/")) and method not in (
+        "GET", "HEAD", "OPTIONS")
+    if changes_kbs and not (method == "POST" and path.endswith("/search")):
         return "admin"
     return "user"
 

@@ -32,7 +32,8 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a server for the whole session (SQLite in a temp dir)."""
     home = tmp_path_factory.mktemp("ui-server")
     settings = ServerSettings(database=f"sqlite:///{home}/fl.sqlite", home=home)
-    yield from run_server(create_app(settings, ctx=BuildContext(models=ScriptedModels(ui_reply))))
+    models = ScriptedModels(ui_reply, aliases=("local", "local-embed"))
+    yield from run_server(create_app(settings, ctx=BuildContext(models=models, data_dir=home)))
 
 
 @pytest.fixture

@@ -234,7 +234,7 @@ def test_models_page_lists_routes(ui_api):
     at = started(models_app)
     no_errors(at)
     routes = at.dataframe[0].value
-    assert routes["alias"].tolist() == ["local"]  # the scripted models' one alias
+    assert routes["alias"].tolist() == ["local", "local-embed"]  # the scripted aliases
     assert any("not the LiteLLM gateway" in i.value for i in at.info)
     at.button(key="models_check").click().run()
     no_errors(at)
@@ -259,11 +259,32 @@ def test_runs_page_lists_runs_and_shows_timeline(ui_api):
     assert any("`classify` → **technical**" in t for t in texts(at))
 
 
-def test_knowledge_page_says_not_available_on_404(ui_api):
+def test_knowledge_page_creates_lists_follows_and_deletes(ui_api):
     at = started(knowledge_app)
     assert not at.error
-    assert len(at.info) == 1
-    assert "Knowledge bases are not available on this server" in at.info[0].value
+    at.text_input[0].input("ui_kb")
+    at.button(key="FormSubmitter:kb_create-Create").click().run()
+    assert not at.exception and [kb["name"] for kb in ui_api.kbs()] == ["ui_kb"]
+    assert at.selectbox(key="kb_selected").value == "ui_kb"
+    assert any("No documents yet" in c.value for c in at.caption)
+
+    job = ui_api.upload_kb_documents("ui_kb", [
+        ("notes.md", b"# Notes\n\n## Lunch\n\nLunch is served at noon.\n", "text/markdown")])
+    at.session_state["kb_job"] = job["job_id"]  # what the Ingest button stores
+    at.run()
+    assert not at.exception
+    assert any("done: 1/1 files" in s.value for s in at.success), [s.value for s in at.success]
+    at.run()  # the next rerun lists what the job ingested
+    docs = ui_api.kb_documents("ui_kb")
+    assert [d["filename"] for d in docs] == ["notes.md"]
+    assert at.selectbox(key="kb_doc").value == docs[0]["doc_id"]
+    assert any("served at noon" in t.value for t in at.text)  # its chunk, under Chunks
+
+    at.button(key="kb_doc_delete").click().run()
+    assert ui_api.kb_documents("ui_kb") == []
+    at.button(key="kb_delete").click().run()
+    at.button(key="kb_delete_yes").click().run()
+    assert ui_api.kbs() == [] and any("No knowledge bases yet" in c.value for c in at.caption)
 
 
 # -- pure helpers ---------------------------------------------------------------------

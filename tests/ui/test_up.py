@@ -19,7 +19,7 @@ def _listening(url: str) -> bool:
 
 
 def test_up_starts_both_and_ctrl_c_stops_both(tmp_path):
-    with flowloom_up(tmp_path, "--no-model-service") as up:
+    with flowloom_up(tmp_path, "--no-model-service", "--no-demo-kb") as up:
         assert httpx.get(f"{up.api}/ok").json() == {"ok": True}
         assert httpx.get(f"{up.ui}/_stcore/health").text == "ok"
         page = httpx.get(up.ui).text

@@ -33,8 +33,25 @@ def doc_rows(docs: Any) -> list[dict[str, Any]]:
                      "name": doc.get("name") or doc.get("filename") or doc.get("source")
                      or doc_id(doc),
                      "chunks": doc.get("chunks"), "bytes": doc.get("bytes") or doc.get("size"),
-                     "added": doc.get("created_at") or doc.get("added_at")})
+                     "added": _when(doc.get("ingested_at") or doc.get("created_at"))})
     return rows
+
+
+def _when(value: Any) -> Any:
+    """Epoch seconds as an ISO time (the API's `ingested_at`); anything else as given."""
+    if isinstance(value, int | float):
+        from datetime import UTC, datetime
+
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return value
+
+
+def _error_text(error: Any) -> str:
+    """`broken.pdf: not a valid PDF` from the API's `{path, reason}` (or a plain string)."""
+    if isinstance(error, dict):
+        reason = error.get("reason") or error.get("message") or ""
+        return f"{error['path']}: {reason}" if error.get("path") else str(reason or error)
+    return str(error)
 
 
 def chunk_text(chunk: Any) -> str:
@@ -64,8 +81,7 @@ def job_progress(job: dict[str, Any]) -> JobProgress:
     fraction = min(1.0, max(0.0, done / total)) if total > 0 else float(finished)
     if finished and state not in FAILED:
         fraction = 1.0
-    errors = [e if isinstance(e, str) else str(e.get("message") or e) if isinstance(e, dict)
-              else str(e) for e in job.get("errors") or []]
+    errors = [_error_text(e) for e in job.get("errors") or []]
     text = f"{state}: {done}/{total} files, {int(job.get('chunks') or 0)} chunks"
     if errors:
         text += f", {len(errors)} errors"

@@ -1,5 +1,6 @@
 """The knowledge page: knowledge bases, their documents and chunks, and uploads whose
-ingestion is followed with a progress bar. Servers without knowledge bases answer 404."""
+ingestion is followed with a progress bar (the server's `/kbs` API; a server without it
+answers 404, which the page says plainly)."""
 
 from __future__ import annotations
 
@@ -124,9 +125,8 @@ def page() -> None:
         kbs = kb_rows(client.kbs())
     except ApiError as exc:
         if exc.status == 404:
-            st.info(f"{NOT_AVAILABLE} Its server has no `/kbs` API (knowledge bases with "
-                    "Milvus and ingestion are not built into it yet).",
-                    icon=":material/library_books:")
+            st.info(f"{NOT_AVAILABLE} It has no `/kbs` API (an older flowloom server, or "
+                    "another LangGraph server).", icon=":material/library_books:")
         else:
             st.error(f"Could not list knowledge bases: {exc.message}", icon=":material/error:")
         return

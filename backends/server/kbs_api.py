@@ -1,0 +1,304 @@
+"""Knowledge bases over HTTP: what the UI's Knowledge page and `flowloom kb` (when a server
+owns the data dir) use.
+
+- `GET /kbs`, `POST /kbs` `{name, description?, uri?, embed_model?, max_chars?,
+  overlap_chars?}`, `GET /kbs/{name}`, `DELETE /kbs/{name}`
+- `GET /kbs/{name}/documents`, `DELETE /kbs/{name}/documents/{doc_id}`,
+  `GET /kbs/{name}/documents/{doc_id}/chunks`
+- `POST /kbs/{name}/documents` (multipart `files`): saved under the data dir and ingested
+  in the background; answers 202 `{job_id}`; `GET /kbs/jobs/{job_id}` follows it
+  (`state` queued|running|done|error, files done of total, chunks, per-file errors).
+- `POST /kbs/{name}/search` `{query, top_k?, mode?, filters?}` → `{hits: [...]}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, FastAPI, Request, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
+
+from flowloom.backends.server.errors import BadRequest, Conflict, NotFound
+from flowloom.retrievers.errors import (
+    KnowledgeBaseExists,
+    KnowledgeError,
+    UnknownDocument,
+    UnknownKnowledgeBase,
+)
+from flowloom.retrievers.kb import KnowledgeBases, close_knowledge_bases, knowledge_bases
+from flowloom.retrievers.search_node import documents_from_hits
+
+__all__ = ["DEMO_KB", "attach", "demo_corpus", "router"]
+
+logger = logging.getLogger("flowloom.server")
+router = APIRouter(tags=["knowledge"])
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+KEEP_JOBS = 200
+DEMO_KB = "demo"
+
+
+class KBCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., description="1-63 lower-case letters, digits and _.")
+    description: str = ""
+    uri: str | None = Field(None, description="A Milvus server (http://host:port); "
+                                              "default: embedded Milvus Lite.")
+    embed_model: str = "local-embed"
+    max_chars: int = 1200
+    overlap_chars: int = 150
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(..., min_length=1)
+    top_k: int = Field(5, ge=1, le=100)
+    mode: Literal["dense", "lexical", "hybrid"] = "hybrid"
+    filters: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass
+class Job:
+    """One upload's ingestion, as `GET /kbs/jobs/{id}` shows it."""
+
+    job_id: str
+    kb: str
+    files_total: int
+    state: str = "queued"
+    files_done: int = 0
+    chunks: int = 0
+    current: str | None = None
+    errors: list[dict[str, str]] = field(default_factory=list)
+    report: dict[str, Any] | None = None
+    created_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+
+    # IngestProgress
+    def started(self, files: int) -> None:
+        self.state = "running"
+        self.files_total = files
+
+    def file_done(self, path: Path, status: str, chunks: int) -> None:
+        self.files_done += 1
+        self.chunks += chunks
+        self.current = path.name
+
+    def embedded(self, chunks: int, seconds: float) -> None:
+        """Embedding progress is not shown per job (files and chunks are)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class KnowledgeService:
+    kbs: KnowledgeBases
+    uploads: Path
+    jobs: dict[str, Job] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+def _service(request: Request) -> KnowledgeService:
+    service = getattr(request.app.state, "knowledge", None)
+    if service is None:
+        raise NotFound("this server has no knowledge bases configured")
+    return service  # type: ignore[no-any-return]
+
+
+@contextmanager
+def _mapped() -> Iterator[None]:
+    """Knowledge errors as the API's: unknown → 404, exists → 409, invalid → 422."""
+    try:
+        yield
+    except (UnknownKnowledgeBase, UnknownDocument) as exc:
+        raise NotFound(str(exc)) from None
+    except KnowledgeBaseExists as exc:
+        raise Conflict(str(exc)) from None
+    except KnowledgeError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def demo_corpus() -> Path:
+    """flowloom's own docs, shipped in the package: the `demo` knowledge base."""
+    from importlib import resources
+
+    return Path(str(resources.files("flowloom.retrievers") / "demo"))
+
+
+async def attach(app: FastAPI, stack: AsyncExitStack, *, home: Path, models: Any,
+                 demo_kb: bool = False) -> None:
+    """Serve the knowledge bases of `home` (called from the server's lifespan). With
+    `demo_kb`, the `demo` KB is made from `demo_corpus()` in the background (a job like an
+    upload's; unchanged files are skipped, so a restart costs a hash per file)."""
+    kbs = knowledge_bases(home, models)
+    service = KnowledgeService(kbs, kbs.dir / "uploads")
+    app.state.knowledge = service
+    if demo_kb and models is not None:
+        await asyncio.to_thread(kbs.create, DEMO_KB, exist_ok=True,
+                                description="flowloom's own documentation (demo)")
+        files = sorted(demo_corpus().glob("*.md"))
+        job = Job(str(uuid.uuid4()), DEMO_KB, len(files))
+        service.jobs[job.job_id] = job
+        task = asyncio.create_task(_ingest(service, job, files), name="ingest-demo")
+        service.tasks.add(task)
+        task.add_done_callback(service.tasks.discard)
+
+    async def stop() -> None:
+        for task in list(service.tasks):
+            task.cancel()
+        for task in list(service.tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await asyncio.to_thread(close_knowledge_bases, home)
+
+    stack.push_async_callback(stop)
+
+
+@router.get("/kbs")
+async def list_kbs(request: Request) -> dict[str, Any]:
+    svc = _service(request)
+    return {"kbs": await asyncio.to_thread(svc.kbs.list)}
+
+
+@router.post("/kbs", status_code=201)
+async def create_kb(body: KBCreate, request: Request) -> dict[str, Any]:
+    svc = _service(request)
+    with _mapped():
+        await asyncio.to_thread(
+            svc.kbs.create, body.name, uri=body.uri, embed_model=body.embed_model,
+            max_chars=body.max_chars, overlap_chars=body.overlap_chars,
+            description=body.description)
+        return await _kb(svc, body.name)
+
+
+async def _kb(svc: KnowledgeService, name: str) -> dict[str, Any]:
+    svc.kbs.get(name)
+    return next(kb for kb in await asyncio.to_thread(svc.kbs.list) if kb["name"] == name)
+
+
+@router.get("/kbs/jobs/{job_id}")
+async def get_job(job_id: str, request: Request) -> dict[str, Any]:
+    job = _service(request).jobs.get(job_id)
+    if job is None:
+        raise NotFound(f"ingestion job {job_id} not found (jobs are kept while the server runs)")
+    return job.to_dict()
+
+
+@router.get("/kbs/{name}")
+async def get_kb(name: str, request: Request) -> dict[str, Any]:
+    with _mapped():
+        return await _kb(_service(request), name)
+
+
+@router.delete("/kbs/{name}", status_code=204)
+async def delete_kb(name: str, request: Request) -> None:
+    with _mapped():
+        await _service(request).kbs.adelete(name)
+
+
+@router.get("/kbs/{name}/documents")
+async def list_documents(name: str, request: Request) -> dict[str, Any]:
+    svc = _service(request)
+    with _mapped():
+        docs = await asyncio.to_thread(svc.kbs.documents, name)
+    return {"documents": [d.to_dict() for d in docs]}
+
+
+@router.delete("/kbs/{name}/documents/{doc_id}", status_code=204)
+async def delete_document(name: str, doc_id: str, request: Request) -> None:
+    with _mapped():
+        await _service(request).kbs.aremove_document(name, doc_id)
+
+
+@router.get("/kbs/{name}/documents/{doc_id}/chunks")
+async def list_chunks(name: str, doc_id: str, request: Request) -> dict[str, Any]:
+    with _mapped():
+        hits = await _service(request).kbs.achunks(name, doc_id)
+    return {"chunks": [{"chunk_id": h.chunk_id, "text": h.text,
+                        "section": h.metadata.get("section", ""),
+                        "page": h.metadata.get("page"),
+                        "chunk_index": h.metadata.get("chunk_index")} for h in hits]}
+
+
+@router.post("/kbs/{name}/search")
+async def search(name: str, body: SearchRequest, request: Request) -> dict[str, Any]:
+    with _mapped():
+        hits = await _service(request).kbs.asearch(
+            name, body.query, top_k=body.top_k, mode=body.mode, filters=body.filters or None)
+    return {"hits": documents_from_hits(hits)}
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
+
+
+def _safe_name(filename: str | None) -> str:
+    name = _UNSAFE.sub("_", Path(filename or "").name).strip(" .")
+    if not name:
+        raise BadRequest("files: every upload needs a file name (e.g. handbook.pdf)")
+    return name[:200]
+
+
+@router.post("/kbs/{name}/documents", status_code=202)
+async def upload_documents(name: str, files: list[UploadFile], request: Request,
+                           ) -> dict[str, Any]:
+    """Save the uploaded files and ingest them in the background; follow the job."""
+    from flowloom.retrievers.parse import SUPPORTED_SUFFIXES
+
+    svc = _service(request)
+    with _mapped():
+        svc.kbs.get(name)
+    if not files:
+        raise BadRequest("files: upload at least one file")
+    names = [_safe_name(f.filename) for f in files]
+    bad = [n for n in names if Path(n).suffix.lower() not in SUPPORTED_SUFFIXES]
+    if bad:
+        raise BadRequest(f"files: unsupported type: {', '.join(bad)}; supported: "
+                         f"{', '.join(sorted(SUPPORTED_SUFFIXES))}")
+    folder = svc.uploads / name
+    folder.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    for upload, filename in zip(files, names, strict=True):
+        data = await upload.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise BadRequest(f"files: {filename} is larger than "
+                             f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+        target = folder / filename
+        partial = target.with_name(f".{filename}.{uuid.uuid4().hex[:8]}.part")
+        partial.write_bytes(data)
+        partial.replace(target)  # a reader never sees half a file
+        saved.append(target)
+    job = Job(str(uuid.uuid4()), name, len(saved))
+    svc.jobs[job.job_id] = job
+    while len(svc.jobs) > KEEP_JOBS:
+        svc.jobs.pop(next(iter(svc.jobs)))
+    task = asyncio.create_task(_ingest(svc, job, saved), name=f"ingest-{job.job_id}")
+    svc.tasks.add(task)
+    task.add_done_callback(svc.tasks.discard)
+    return {"job_id": job.job_id, "kb": name, "files": names}
+
+
+async def _ingest(svc: KnowledgeService, job: Job, paths: list[Path]) -> None:
+    try:
+        report = await svc.kbs.aingest(job.kb, paths, progress=job)
+    except KnowledgeError as exc:
+        job.state, job.errors = "error", [{"path": "", "reason": str(exc)}]
+    except Exception as exc:
+        logger.exception("ingestion job %s failed", job.job_id)
+        job.state, job.errors = "error", [{"path": "", "reason": f"{type(exc).__name__}: {exc}"}]
+    else:
+        job.report = report.to_dict()
+        job.errors = [{"path": Path(p).name, "reason": r} for p, r in report.failed]
+        job.state = "done"
+    job.finished_at = time.time()
+    job.current = None
