@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
+from flowloom.ui.errors import UsageError
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
@@ -36,9 +38,6 @@ ModelsOpt = Annotated[
     Path | None, typer.Option("--models", help="LiteLLM-format model config (YAML).")
 ]
 
-
-class UsageError(Exception):
-    """A mistake in how the command was called (exit 2)."""
 
 
 def _err(text: str) -> None:
@@ -269,6 +268,9 @@ def serve(
         list[Path] | None, typer.Option("--flows", help="Folder of flow files (repeatable).")
     ] = None,
     models: ModelsOpt = None,
+    demo_kb: Annotated[bool, typer.Option(
+        "--demo-kb/--no-demo-kb", help="Build the 'demo' knowledge base (flowloom's docs) "
+        "for the rag_chat example, in the background; flowloom up does).")] = False,
 ) -> None:
     """Serve every flow over the LangGraph API (langgraph-sdk) and an OpenAI-style API."""
     from flowloom.backends.server import ServerSettings
@@ -280,7 +282,7 @@ def serve(
         if not folder.is_dir():
             raise UsageError(f"--flows {folder}: not a folder")
     run_server(ServerSettings(host=host, port=port, database=database, models=models,
-                              flows_dirs=folders))
+                              flows_dirs=folders, demo_kb=demo_kb))
 
 
 @app.command()
@@ -301,6 +303,9 @@ def up(
         bool, typer.Option("--model-service/--no-model-service",
                            help="Start the embedded model now (else: on first use).")
     ] = True,
+    demo_kb: Annotated[bool, typer.Option(
+        "--demo-kb/--no-demo-kb", help="Build the 'demo' knowledge base (flowloom's docs) "
+        "for the rag_chat example, in the background.")] = True,
 ) -> None:
     """Start the API server and the visual builder / chat UI (and the embedded model);
     Ctrl-C stops everything."""
@@ -315,7 +320,7 @@ def up(
         raise UsageError(f"--models {models}: no such file")
     settings = UpSettings(home=flowloom_home(), host=host, port=port, ui_port=ui_port,
                           database=database, flows_dirs=tuple(flows or ()), models=models,
-                          model_service=model_service)
+                          model_service=model_service, demo_kb=demo_kb)
     try:
         with start(settings, say=_err) as stack:
             typer.echo(f"flowloom is up\n  UI:  {stack.ui_url}\n  API: {stack.api_url}"
@@ -328,6 +333,11 @@ def up(
     if code:
         raise typer.Exit(code)
 
+
+from flowloom.ui.kb_cli import ingest, kb_app  # noqa: E402  (after `app`: commands below)
+
+app.add_typer(kb_app, name="kb")
+app.command("ingest")(ingest)
 
 keys_app = typer.Typer(help="API keys of the server: create, list, revoke.",
                        no_args_is_help=True)
@@ -401,6 +411,8 @@ def keys_revoke(
 def main() -> None:
     """Entry point: run the app and turn domain errors into messages and exit codes."""
     from flowloom.flows.errors import FlowError
+    from flowloom.retrievers.errors import KnowledgeError
+    from flowloom.retrievers.index import KnowledgeIndexError
 
     try:
         backend_errors: tuple[type[BaseException], ...] = ()
@@ -414,10 +426,10 @@ def main() -> None:
             code = app(standalone_mode=False)
             if isinstance(code, int) and code:
                 sys.exit(code)
-        except (FlowError, UsageError) as exc:
+        except (FlowError, UsageError, KnowledgeError) as exc:
             _err(f"error: {exc}" if not str(exc).count("\n") else str(exc))
             sys.exit(2)
-        except backend_errors as exc:
+        except (*backend_errors, KnowledgeIndexError) as exc:
             _err(f"error: {exc}")
             sys.exit(1)
     except typer.Exit as exc:
