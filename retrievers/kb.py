@@ -303,20 +303,35 @@ class KnowledgeBases:
 
     async def _local_docs(self, kb: KBRow, todo: list[_Todo], settings: Any,
                           report: IngestReport) -> AsyncIterator[_Parsed]:
+        """Parse and embed file by file, the next file parsed (in a thread) while this
+        one's chunks are embedded (by the model service): the two overlap."""
         from flowloom.retrievers.parse import ParseError, parse_file
 
-        for item in todo:
+        def parse(item: _Todo) -> tuple[list[Any] | None, str | None, float]:
             t0 = time.perf_counter()
             try:
-                nodes = await asyncio.to_thread(parse_file, item.path, settings)
+                return parse_file(item.path, settings), None, time.perf_counter() - t0
             except ParseError as exc:
-                yield item, None, None, exc.reason
-                continue
-            report.parse_seconds += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            vectors = await self._embed_for(kb, item.path, [n.get_content() for n in nodes])
-            report.embed_seconds += time.perf_counter() - t0
-            yield item, nodes, vectors, None
+                return None, exc.reason, time.perf_counter() - t0
+
+        ahead = asyncio.ensure_future(asyncio.to_thread(parse, todo[0])) if todo else None
+        try:
+            for i, item in enumerate(todo):
+                assert ahead is not None
+                nodes, error, seconds = await ahead
+                ahead = (asyncio.ensure_future(asyncio.to_thread(parse, todo[i + 1]))
+                         if i + 1 < len(todo) else None)
+                report.parse_seconds += seconds
+                if nodes is None:
+                    yield item, None, None, error
+                    continue
+                t0 = time.perf_counter()
+                vectors = await self._embed_for(kb, item.path, [n.get_content() for n in nodes])
+                report.embed_seconds += time.perf_counter() - t0
+                yield item, nodes, vectors, None
+        finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()
 
     async def _ray_docs(self, kb: KBRow, todo: list[_Todo], settings: Any,
                         models_config: Path | None) -> AsyncIterator[_Parsed]:

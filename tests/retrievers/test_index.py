@@ -15,7 +15,12 @@ import numpy as np
 import pytest
 from llama_index.core.schema import TextNode
 
-from flowloom.retrievers.index import RRF_K, KnowledgeIndex, KnowledgeIndexError
+from flowloom.retrievers.index import (
+    LEXICAL_WEIGHT,
+    RRF_K,
+    KnowledgeIndex,
+    KnowledgeIndexError,
+)
 
 DIM = 64
 
@@ -104,10 +109,11 @@ def test_hybrid_fuses_and_a_chunk_top_in_both_wins(index: KnowledgeIndex) -> Non
     top = hits[0]
     assert top.chunk_id == "notes-0"
     assert top.metadata["_ranks"] == {"dense": 1, "lexical": 1}
-    assert top.score == pytest.approx(2 / (RRF_K + 1))
+    assert top.score == pytest.approx((1 + LEXICAL_WEIGHT) / (RRF_K + 1))
     for hit in hits[1:]:
         ranks = hit.metadata["_ranks"]
-        expected = sum(1 / (RRF_K + r) for r in ranks.values() if r is not None)
+        weights = {"dense": 1.0, "lexical": LEXICAL_WEIGHT}
+        expected = sum(weights[k] / (RRF_K + r) for k, r in ranks.items() if r is not None)
         assert hit.score == pytest.approx(expected)
         assert hit.score < top.score
     # A chunk only the dense side finds still comes back, with lexical rank None.
