@@ -231,3 +231,9 @@ def test_run_input_and_trace():
     assert trace.steps[0].duration_ms == pytest.approx(250)
     assert trace.steps[1].duration_ms == pytest.approx(500)  # arrival gap
     assert trace.errors == ["ValueError: boom"]
+
+
+def test_server_listed_params_get_a_server_widget():
+    fields = {f.name: f for f in form_fields(CATALOGUE["retriever.search@1"]["params_schema"])}
+    assert (fields["kb"].widget, fields["kb"].source) == ("server", "knowledge_bases")
+    assert fields["mode"].widget == "select" and fields["top_k"].widget == "integer"

@@ -498,3 +498,18 @@ def test_run_panel_refuses_an_invalid_flow(ui_api):
     assert any("no edge leaves START" in line for line in problem_lines(at))
     assert at.session_state["bld_trace"] is None
     assert "bt_run_bad" not in server_ids(ui_api)
+
+
+def test_retriever_kb_is_picked_from_the_servers_knowledge_bases(ui_api):
+    ui_api.create_kb("bt_docs")
+    try:
+        at = started()
+        new_flow(at, "bt_rag")
+        click(at, "builder_add_retriever.search@1")
+        kb = widget(at.selectbox, "kb *")
+        assert "bt_docs" in kb.options
+        kb.select("bt_docs").run()
+        assert not at.exception
+        assert doc(at)["nodes"][0]["params"]["kb"] == "bt_docs"
+    finally:
+        ui_api.delete_kb("bt_docs")

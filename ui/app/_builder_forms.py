@@ -20,13 +20,16 @@ __all__ = ["FieldSpec", "form_fields", "parse_json", "resolve"]
 
 MODEL_FIELDS = ("model", "embed_model")
 LONG_TEXT = ("system", "prompt", "template", "instructions", "description")
-WIDGETS = ("select", "model", "integer", "number", "checkbox", "text", "textarea", "json")
+WIDGETS = ("select", "model", "server", "integer", "number", "checkbox", "text", "textarea",
+           "json")
+CHOICES_KEY = "x-flowloom-choices"  # a param whose valid values the server lists (e.g. KBs)
 
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """How to draw one param: `widget` is one of select, model, integer, number, checkbox,
-    text, textarea, json."""
+    """How to draw one param: `widget` is one of select, model, server (values the server
+    lists: `source` names the list, e.g. knowledge_bases), integer, number, checkbox, text,
+    textarea, json."""
 
     name: str
     widget: str
@@ -39,6 +42,7 @@ class FieldSpec:
     has_default: bool = False
     required: bool = False
     nullable: bool = False
+    source: str | None = None
     schema: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def current(self, params: Mapping[str, Any]) -> Any:
@@ -79,7 +83,8 @@ def _unwrap(prop: Mapping[str, Any], root: Mapping[str, Any]) -> tuple[Mapping[s
         merged = dict(non_null[0])
     else:
         merged = {}  # a real union: edited as JSON
-    for key in ("default", "description", "title", "json_schema_extra", "x-widget", "widget"):
+    for key in ("default", "description", "title", "json_schema_extra", "x-widget", "widget",
+                CHOICES_KEY):
         if key in prop:
             merged[key] = prop[key]
     return merged, nullable
@@ -99,6 +104,8 @@ def _widget(name: str, prop: Mapping[str, Any]) -> tuple[str, tuple[Any, ...]]:
     hint = _hint(prop)
     if hint in ("model", "embed_model"):
         return "model", ()
+    if isinstance(prop.get(CHOICES_KEY), str):
+        return "server", ()
     if "enum" in prop:
         return "select", tuple(prop["enum"])
     if "const" in prop:
@@ -149,6 +156,7 @@ def form_fields(schema: Mapping[str, Any]) -> list[FieldSpec]:
             default=raw.get("default", prop.get("default")),
             has_default="default" in raw or "default" in prop,
             required=name in required, nullable=nullable, schema=prop,
+            source=prop.get(CHOICES_KEY) if widget == "server" else None,
         ))
     return out
 
@@ -164,7 +172,8 @@ def parse_json(text: str) -> tuple[Any, str | None]:
 
 
 def model_options(aliases: Sequence[str], current: Any) -> list[str]:
-    """Gateway aliases offered for a model field (the current value kept if unknown)."""
+    """Gateway aliases (or server-listed names) offered for a field (the current value kept
+    if unknown)."""
     options = list(dict.fromkeys(str(a) for a in aliases))
     if isinstance(current, str) and current and current not in options:
         options.insert(0, current)

@@ -148,6 +148,20 @@ def _aliases(field: str) -> list[str] | None:
             if m.get("mode") is None or (m.get("mode") == "embedding") == want_embed]
 
 
+def _server_choices(source: str | None) -> list[str] | None:
+    """Names the server lists for a param (`knowledge_bases`: GET /kbs), fetched once per
+    rerun; None (free text) when the server has no such list."""
+    if source != "knowledge_bases":
+        return None
+    cache = S.setdefault("bld_choices", {})
+    if source not in cache:
+        try:
+            cache[source] = [str(kb["name"]) for kb in api().kbs()]
+        except (ApiError, KeyError, TypeError):
+            cache[source] = None
+    return cache[source]  # type: ignore[no-any-return]
+
+
 def _validate(doc: dict[str, Any]) -> dict[str, Any]:
     """`POST /flows/validate`, once per distinct document."""
     key = bm.doc_hash(doc)
@@ -342,12 +356,13 @@ def _param_widget(node_id: str, spec: FieldSpec, params: dict[str, Any], rev: in
             ok = False
         if not ok and current is not None:
             widget = "json"  # out of bounds or the wrong type: edit it as text to fix it
-    aliases = _aliases(spec.name) if widget == "model" else None
-    if widget == "model" and aliases is None:
+    aliases = (_aliases(spec.name) if widget == "model"
+               else _server_choices(spec.source) if widget == "server" else None)
+    if widget in ("model", "server") and aliases is None:
         widget = "text"
     common: dict[str, Any] = {"key": key, "help": spec.help or None,
                               "on_change": _on_param, "args": (node_id, spec, key, widget)}
-    if widget == "model" and aliases is not None:
+    if widget in ("model", "server") and aliases is not None:
         options = model_options(aliases, current)
         st.selectbox(label, options, index=options.index(current)
                      if current in options else None, accept_new_options=True, **common)
@@ -731,6 +746,7 @@ def _show_flash() -> None:
 
 def page() -> None:
     _init()
+    S.pop("bld_choices", None)  # server-listed names (knowledge bases) fetched fresh per rerun
     st.title("Builder")
     top = st.container()
     left, middle, right = st.columns([1.1, 3, 1.7])
