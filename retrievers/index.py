@@ -72,6 +72,8 @@ _EF_MIN = 64
 # Writes and mirror builds are serialized per process: Milvus Lite's engine is
 # single-writer per collection, and the mirror must not miss a write while it fills.
 _write_lock = threading.RLock()
+_building: set[tuple[str, str]] = set()  # collections whose dense mirror is being built
+_building_lock = threading.Lock()
 
 
 class KnowledgeIndexError(Exception):
@@ -299,8 +301,11 @@ class KnowledgeIndex:
         )
 
     def _dense(self, vector: Sequence[float], k: int, expr: str) -> list[Hit]:
-        if self._mirrored and not expr:
-            found = self._mirror().search(vector, k)
+        mirror = mirror_for(self.uri, self.collection) if self._mirrored and not expr else None
+        if self._mirrored and not expr and mirror is None:
+            self._build_mirror_soon()  # this search goes to Milvus; later ones to the mirror
+        if mirror is not None:
+            found = mirror.search(vector, k)
             if not found:
                 return []
             rows = self._call(
@@ -362,6 +367,27 @@ class KnowledgeIndex:
                 mirror.add(ids, np.asarray(vectors, dtype=np.float32).reshape(-1, self.dim))
                 set_mirror(self.uri, self.collection, mirror)
         return mirror
+
+    def _build_mirror_soon(self) -> None:
+        """Build the dense mirror in a background thread (once per collection): reading
+        100k vectors back takes about a minute, which no search should wait for."""
+        key = (self.uri, self.collection)
+        with _building_lock:
+            if key in _building:
+                return
+            _building.add(key)
+
+        def build() -> None:
+            try:
+                self._mirror()
+            except Exception:  # closed or dropped meanwhile: the next search tries again
+                pass
+            finally:
+                with _building_lock:
+                    _building.discard(key)
+
+        threading.Thread(target=build, name=f"flowloom-mirror-{self.collection}",
+                         daemon=True).start()
 
     def warm(self) -> None:
         """Build the in-process dense mirror now instead of at the first dense search."""

@@ -301,3 +301,22 @@ def test_dimension_mismatch_on_reopen_is_explained(tmp_path: Path) -> None:
     KnowledgeIndex(uri, "kb_test", DIM).close()
     with pytest.raises(KnowledgeIndexError, match="64-d vectors, not 32-d"):
         KnowledgeIndex(uri, "kb_test", 32)
+
+
+def test_dense_mirror_is_built_in_the_background_and_answers_the_same(tmp_path: Path) -> None:
+    import time
+
+    from flowloom.retrievers._milvus import mirror_for
+
+    uri = str(tmp_path / "kb.db")
+    with KnowledgeIndex(uri, "kb_test", DIM) as idx:
+        fill(idx)
+        assert mirror_for(uri, "kb_test") is None
+        first = idx.search(text=None, vector=embed("quokka"), mode="dense", top_k=3)
+        deadline = time.monotonic() + 20
+        while mirror_for(uri, "kb_test") is None:  # built by a thread, not by the search
+            assert time.monotonic() < deadline, "the mirror was never built"
+            time.sleep(0.05)
+        again = idx.search(text=None, vector=embed("quokka"), mode="dense", top_k=3)
+        assert again[0].chunk_id == first[0].chunk_id == "guide-2"  # the rest tie at 0
+        assert [h.score for h in again] == pytest.approx([h.score for h in first], abs=1e-4)
