@@ -50,16 +50,16 @@ async def open_checkpointer(
 
         yield InMemorySaver()
     elif kind == "sqlite":
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+        from flowloom.flows._sqlite_saver import LoopSqliteSaver
 
         path = _sqlite_path(url, home)
         path.parent.mkdir(parents=True, exist_ok=True)
-        async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
-            await saver.setup()
+        with LoopSqliteSaver.from_conn_string(str(path)) as saver:
             # WAL, and no fsync per commit: a crashed process loses nothing; a power cut
             # may lose the last commits, never corrupts the file (SQLite's guarantee)
-            await saver.conn.execute("PRAGMA journal_mode=WAL")
-            await saver.conn.execute("PRAGMA synchronous=NORMAL")
+            saver.conn.execute("PRAGMA journal_mode=WAL")
+            saver.conn.execute("PRAGMA synchronous=NORMAL")
+            saver.setup()
             yield saver
     else:
         try:

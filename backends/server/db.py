@@ -7,7 +7,7 @@ dicts. JSON columns are TEXT, so one schema serves both databases.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,7 @@ Statement = tuple[str, Sequence[Any]]
 
 class Database:
     """`execute`, `fetchone`, `fetchall` over one connection (SQLite) or a pool (Postgres);
-    `batch` runs several statements as one transaction (one commit, one round trip to
-    SQLite's thread)."""
+    `batch` runs several statements as one transaction (one commit)."""
 
     kind = "base"
 
@@ -70,23 +69,22 @@ class Database:
 
 
 class _Sqlite(Database):
+    """One sqlite3 connection used in place on the event loop's thread: a statement on a
+    WAL database without fsync takes microseconds, less than a hop to a worker thread."""
+
     kind = "sqlite"
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return int((await self.batch([(sql, params)]))[0])
+        return _batch(self.conn, [(sql, tuple(params))])[0]
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        return await self._call(_fetchall, sql, tuple(params))
+        return _fetchall(self.conn, sql, tuple(params))
 
     async def batch(self, statements: Sequence[Statement]) -> list[int]:
-        return await self._call(_batch, [(sql, tuple(p)) for sql, p in statements])
-
-    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """`fn(sqlite3_connection, *args)` on the connection's thread: one hop."""
-        return await self.conn._execute(fn, self.conn._conn, *args)
+        return _batch(self.conn, [(sql, tuple(p)) for sql, p in statements])
 
 
 def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]
@@ -152,19 +150,20 @@ async def open_database(url: str | None, *, home: Path | None = None) -> AsyncIt
             await db.setup()
             yield db
         return
-    import aiosqlite
-
     if kind == "memory":
         path = ":memory:"
     elif url is None:
         path = str((home or flowloom_home()) / "server.sqlite")
     else:
         path = url.removeprefix("sqlite:///").removeprefix("sqlite://").removeprefix("sqlite:")
-    async with aiosqlite.connect(path) as conn:
-        await conn.execute("PRAGMA journal_mode=WAL")
+    conn = sqlite3.connect(path, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: no fsync per commit (the database stays consistent; a power cut
         # may lose the last commits of run bookkeeping, never corrupt it)
-        await conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
         db = _Sqlite(conn)
         await db.setup()
         yield db
+    finally:
+        conn.close()

@@ -110,3 +110,23 @@ def test_make_input_rejects_undeclared_fields():
     assert isinstance(make_input(flow, "hi")["messages"][0], HumanMessage)
     with pytest.raises(FlowRunError, match="does not declare: nope"):
         make_input(flow, {"nope": 1})
+
+
+async def test_sqlite_saver_works_in_place_and_keeps_langgraphs_format(tmp_path):
+    """The default SQLite checkpointer answers its async API on the caller's thread (no
+    aiosqlite hop) and writes the tables langgraph's own SqliteSaver reads."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from flowloom.flows._sqlite_saver import LoopSqliteSaver
+
+    path = tmp_path / "c.sqlite"
+    async with open_checkpointer(f"sqlite:///{path}") as saver:
+        assert isinstance(saver, LoopSqliteSaver)
+        assert saver.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        await _check_memory(saver)
+        # consuming the history lazily while writing on the same thread must not deadlock
+        async for item in saver.alist(None, limit=3):
+            await saver.aput_writes(item.config, [("x", 1)], "task-1")
+    with SqliteSaver.from_conn_string(str(path)) as plain:
+        threads = {c.config["configurable"]["thread_id"] for c in plain.list(None)}
+    assert len(threads) == 2
