@@ -158,4 +158,5 @@ NODE_TYPE = NodeType(
     routes=Params.labels,
     route_field=lambda p: p.output,
     state_refs=state_refs,
+    inline=True,
 )

@@ -2,8 +2,10 @@
 
 The compiler is a pure function of the flow, the registry and the build context: it
 declares one state channel per state field (with its reducer), adds one LangGraph node per
-flow node (the callable its type's `build` returns, unwrapped, so a compiled flow costs
-what the same hand-written graph costs), plain edges, and one conditional edge per router.
+flow node (the callable its type's `build` returns, with no wrapper of ours around it, so a
+compiled flow costs what the same hand-written graph costs; the sync functions of `inline`
+types run in place in async runs instead of in a worker thread), plain edges, and one
+conditional edge per router.
 
 Example:
     >>> graph = compile_flow(load_flow(examples_dir() / "chat.json").flow, ctx=ctx)
@@ -12,10 +14,15 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import inspect
+from collections.abc import Callable, Hashable
+from functools import wraps
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AnyMessage
+# RunnableCallable: the runnable LangGraph itself makes of a node function, given both a
+# sync and an async body (langgraph has no public constructor for that pair).
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END as LG_END
 from langgraph.graph import START as LG_START
@@ -81,7 +88,24 @@ def _route_reader(key: str) -> Any:
     def read_route(state: dict[str, Any]) -> str:
         return state[key]
 
-    return read_route
+    return _in_place(read_route, name=None, trace=True)
+
+
+def _in_place(fn: Callable[..., Any], *, name: str | None, trace: bool) -> Any:
+    """`fn` (sync, never blocking) as a runnable whose async call runs it right there.
+
+    LangGraph runs a sync callable in a worker thread under `ainvoke`/`astream`; for a
+    function that only computes, the hop costs more than the call. Sync runs still call
+    `fn` as LangGraph would.
+    """
+    if inspect.iscoroutinefunction(fn):
+        return fn
+
+    @wraps(fn)
+    async def in_place(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return RunnableCallable(fn, in_place, name=name, trace=trace)
 
 
 def _end(name: str) -> str:
@@ -108,6 +132,8 @@ def build_graph(
             raise
         except Exception as exc:  # a builder's bug or resource error, named by node
             raise FlowBuildError(f"cannot build {node.type}: {exc}", node_id=node.id) from exc
+        if node_type.inline:
+            fn = _in_place(fn, name=node.id, trace=False)
         graph.add_node(node.id, fn, metadata={"flowloom_type": node.type})
         if node_type.route_field is not None:
             routers[node.id] = node_type.route_field(params)

@@ -88,4 +88,5 @@ NODE_TYPE = NodeType(
     category="models",
     description="Render a versioned prompt (or an inline template) into a state field.",
     state_refs=state_refs,
+    inline=True,
 )

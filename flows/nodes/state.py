@@ -66,4 +66,5 @@ NODE_TYPE = NodeType(
     category="state",
     description="Write constants or rendered templates into state fields.",
     state_refs=state_refs,
+    inline=True,
 )

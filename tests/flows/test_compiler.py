@@ -110,3 +110,49 @@ def test_compile_refuses_invalid_flow():
                                 "nodes": [{"id": "a", "type": "nope@1"}]})
     with pytest.raises(FlowValidationError, match="unknown node type"):
         compile_flow(flow)
+
+
+async def test_inline_node_types_run_on_the_event_loop_thread(make_flow):
+    """state.set and rule routers only compute: async runs call them in place (LangGraph
+    would hand each call to a worker thread); sync runs still work."""
+    import threading
+
+    from flowloom.flows.registry import NodeRegistry, NodeType, default_registry
+    from flowloom.flows.nodes.state import Params as SetParams
+
+    seen: list[tuple[str, int]] = []
+
+    def build(kind: str):
+        def node_build(params, ctx):
+            def record(state):
+                seen.append((kind, threading.get_ident()))
+                return {"log": kind}
+            return record
+        return node_build
+
+    registry = NodeRegistry([*default_registry().types(),
+                             NodeType("t.inline", 1, SetParams, build("inline"), "state",
+                                      "test", inline=True),
+                             NodeType("t.threaded", 1, SetParams, build("threaded"), "state",
+                                      "test")])
+    doc = make_flow(
+        nodes=[{"id": "a", "type": "t.inline@1", "params": {}},
+               {"id": "b", "type": "t.threaded@1", "params": {}},
+               {"id": "r", "type": "router.condition@1",
+                "params": {"field": "text", "mode": "contains",
+                           "routes": [{"label": "x", "value": "x"}]}},
+               {"id": "c", "type": "state.set@1", "params": {"values": {"log": "c"}}}],
+        edges=[{"source": "START", "target": "a"}, {"source": "a", "target": "b"},
+               {"source": "b", "target": "r"}, {"source": "r", "target": "c", "condition": "x"},
+               {"source": "r", "target": "END", "condition": "default"},
+               {"source": "c", "target": "END"}],
+    )
+    flow = load_flow(doc, registry).flow
+    graph = compile_flow(flow, registry=registry, ctx=BuildContext())
+    loop_thread = threading.get_ident()
+    assert (await graph.ainvoke({"text": "x"}))["log"] == ["inline", "threaded", "c"]
+    assert seen[0] == ("inline", loop_thread)
+    assert seen[1][0] == "threaded" and seen[1][1] != loop_thread  # LangGraph's default
+    seen.clear()
+    assert graph.invoke({"text": "no"})["log"] == ["inline", "threaded"]
+    assert [kind for kind, _ in seen] == ["inline", "threaded"]
