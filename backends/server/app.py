@@ -32,6 +32,7 @@ from flowloom.backends.server import (
     system_api,
     threads_api,
 )
+from flowloom.backends.server._http import http_protocol
 from flowloom.backends.server._state import Services
 from flowloom.backends.server.auth import install_auth
 from flowloom.backends.server.catalog import FlowCatalog
@@ -161,7 +162,9 @@ def create_app(settings: ServerSettings | None = None, *,
     _install_error_handlers(app)
     guard = install_auth(app, settings)
     metrics = install_metrics(app)  # last: its timing wraps auth's refusals too
-    for module in (system_api, flows_api, assistants_api, threads_api, runs_api):
+    # runs first: the routes every run request goes through are matched first (FastAPI
+    # tries routes in order; no path of one module matches another module's)
+    for module in (runs_api, system_api, flows_api, assistants_api, threads_api):
         app.include_router(module.router)
     app.include_router(observe_api.router)  # /models, /observe/...
     app.include_router(kbs_api.router)  # /kbs
@@ -186,7 +189,8 @@ def serve(settings: ServerSettings, *, ctx: BuildContext | None = None) -> None:
     sock.bind((settings.host, settings.port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(create_app(settings, ctx=ctx), log_level="warning",
-                            access_log=False, timeout_graceful_shutdown=5)
+                            access_log=False, timeout_graceful_shutdown=5,
+                            http=http_protocol())
     server = uvicorn.Server(config)
 
     original = server.startup

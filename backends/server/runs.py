@@ -10,7 +10,6 @@ busy thread follows the request's `multitask_strategy`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -71,11 +70,12 @@ class RunHandle:
     run: dict[str, Any]
     flow: CompiledFlow
     events: list[tuple[int, str, Any]] = field(default_factory=list)
-    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     result: Any = None
     cancel_action: str | None = None
+    # followers waiting for the next event (or the end): one future each, no task
+    _waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
     @property
     def run_id(self) -> str:
@@ -86,26 +86,48 @@ class RunHandle:
         return str(self.run["thread_id"])
 
     async def publish(self, event: str, data: Any) -> None:
-        async with self.changed:
-            self.events.append((len(self.events) + 1, event, to_jsonable(data)))
-            self.changed.notify_all()
+        self.events.append((len(self.events) + 1, event, to_jsonable(data)))
+        self._wake()
+
+    def end(self) -> None:
+        """Mark the run finished and wake everyone following it."""
+        self.finished.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
 
     async def follow(self, after: int = 0) -> AsyncIterator[tuple[int, str, Any] | None]:
-        """Events after id `after`, live until the run ends; None marks a heartbeat."""
+        """Events after id `after`, live until the run ends; None marks a heartbeat (no
+        event for HEARTBEAT_S)."""
         index = after
+        loop = asyncio.get_running_loop()
         while True:
-            async with self.changed:
-                if index >= len(self.events) and not self.finished.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.changed.wait(), HEARTBEAT_S)
+            if index < len(self.events):
                 pending = self.events[index:]
-            index += len(pending)
-            for item in pending:
-                yield item
-            if not pending:
-                if self.finished.is_set():
-                    return
+                index += len(pending)
+                for item in pending:
+                    yield item
+                continue
+            if self.finished.is_set():
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            timer = loop.call_later(HEARTBEAT_S, _time_out, waiter)
+            try:
+                await waiter
+            except TimeoutError:
                 yield None
+            finally:
+                timer.cancel()
+
+
+def _time_out(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def _command(body: dict[str, Any]) -> Command[Any]:
@@ -136,6 +158,7 @@ class RunManager:
         self._keep = keep
         self._locks: dict[str, asyncio.Lock] = {}
         self._active: dict[str, RunHandle] = {}
+        self._starting: set[str] = set()  # threads whose new run is being stored
         self.started_at = time.time()
         self.observers: list[RunObserver] = []
         # stateless runs deleted on completion: their checkpoints, by thread
@@ -192,13 +215,21 @@ class RunManager:
                 for old in live:
                     await self.cancel(old, action=req.multitask_strategy, wait=True)
         run_id = str(uuid.uuid4())
+        # Nothing ahead of it on its thread: stored as running at once (one commit less)
+        starts_now = (thread_id not in self._active and thread_id not in self._starting
+                      and not self._lock(thread_id).locked())
         kwargs = {"input": req.input, "command": req.command, "config": req.config,
                   "stream_mode": req.stream_mode, "interrupt_before": req.interrupt_before,
                   "interrupt_after": req.interrupt_after}
-        run = await self.store.start_run(
-            run_id, thread_id, flow.assistant_id, metadata=req.metadata, kwargs=kwargs,
-            multitask_strategy=req.multitask_strategy, owner=self.owner, graph_id=flow.id,
-            thread=thread, create_thread=create_thread)
+        self._starting.add(thread_id)
+        try:
+            run = await self.store.start_run(
+                run_id, thread_id, flow.assistant_id, metadata=req.metadata, kwargs=kwargs,
+                multitask_strategy=req.multitask_strategy, owner=self.owner, graph_id=flow.id,
+                thread=thread, create_thread=create_thread,
+                status="running" if starts_now else "pending")
+        finally:
+            self._starting.discard(thread_id)
         handle = RunHandle(run, flow)
         self._remember(handle)
         self._active[thread_id] = handle
@@ -209,6 +240,10 @@ class RunManager:
         handle.task = asyncio.create_task(
             self._execute(handle, req, assistant_config, on_completion))
         return handle
+
+    def _lock(self, thread_id: str) -> asyncio.Lock:
+        """Runs on one thread execute one at a time, in order."""
+        return self._locks.setdefault(thread_id, asyncio.Lock())
 
     def saver_for(self, thread_id: str) -> BaseCheckpointSaver:
         """The checkpointer holding `thread_id`'s state: the catalog's, or the in-memory one
@@ -246,11 +281,12 @@ class RunManager:
 
     async def _execute(self, handle: RunHandle, req: RunRequest,
                        assistant_config: dict[str, Any], on_completion: str) -> None:
-        lock = self._locks.setdefault(handle.thread_id, asyncio.Lock())
+        lock = self._lock(handle.thread_id)
         status = "error"
         try:
             async with lock:
-                await self.store.set_run_status(handle.run_id, "running")
+                if handle.run["status"] != "running":
+                    await self.store.set_run_status(handle.run_id, "running")
                 await handle.publish("metadata", {"run_id": handle.run_id, "attempt": 1})
                 status = await self._stream(handle, req, assistant_config)
         except asyncio.CancelledError:
@@ -325,6 +361,8 @@ class RunManager:
         finally:
             if self._active.get(thread_id) is handle:
                 del self._active[thread_id]
+                if thread_id not in self._starting:  # nothing queued or coming: forget it
+                    self._locks.pop(thread_id, None)
             if self._ephemeral.get(thread_id) is handle:
                 del self._ephemeral[thread_id]
                 await self._memory.adelete_thread(thread_id)
@@ -332,9 +370,7 @@ class RunManager:
                 await self.catalog.checkpointer.adelete_thread(thread_id)
             handle.run = {**handle.run, "status": status}
             await self._notify(lambda o: o.run_finished(handle, status))
-            async with handle.changed:
-                handle.finished.set()
-                handle.changed.notify_all()
+            handle.end()
 
     async def _notify(self, call: Callable[[RunObserver], Awaitable[None]]) -> None:
         for observer in self.observers:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from flowloom.backends.server._state import services
 from flowloom.backends.server.errors import BadRequest, NotFound
@@ -59,39 +59,88 @@ async def _sse_stream(handle: RunHandle, after: int = 0) -> AsyncIterator[bytes]
             yield _sse(*item)
 
 
-def _stream_response(handle: RunHandle, after: int = 0, *, cancel_on_disconnect: bool = False,
-                     manager: Any = None) -> StreamingResponse:
-    async def body() -> AsyncIterator[bytes]:
+class _EventStream(Response):
+    """A run's events as SSE, live. Plain ASGI: one task watches for the client leaving
+    (then the stream stops, and with `cancel_on_disconnect` the run is cancelled), where
+    StreamingResponse runs a task group per request."""
+
+    def __init__(self, handle: RunHandle, after: int, *, cancel_on_disconnect: bool,
+                 manager: Any) -> None:
+        super().__init__(media_type="text/event-stream")
+        location = f"/threads/{handle.thread_id}/runs/{handle.run_id}/stream".encode()
+        self.handle, self.after = handle, after
+        self.cancel_on_disconnect, self.manager = cancel_on_disconnect, manager
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"), (b"location", location),
+            (b"content-location", location), (b"cache-control", b"no-store"),
+            (b"x-accel-buffering", b"no")]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone.set()
+            if self.cancel_on_disconnect and self.manager is not None:
+                await self.manager.cancel(self.handle)
+
+        watcher = asyncio.ensure_future(watch())
         try:
-            async for chunk in _sse_stream(handle, after):
-                yield chunk
-        except asyncio.CancelledError:  # the client went away
-            if cancel_on_disconnect and manager is not None:
-                await manager.cancel(handle)
-            raise
-
-    location = f"/threads/{handle.thread_id}/runs/{handle.run_id}/stream"
-    return StreamingResponse(body(), media_type="text/event-stream", headers={
-        "Location": location, "Content-Location": location,
-        "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": self.raw_headers})
+            async for chunk in _sse_stream(self.handle, self.after):
+                if gone.is_set():
+                    return
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            watcher.cancel()
 
 
-def _wait_response(handle: RunHandle) -> StreamingResponse:
-    """The final values as JSON; a newline every few seconds keeps proxies from timing out
-    (JSON parsers skip leading whitespace)."""
+def _stream_response(handle: RunHandle, after: int = 0, *, cancel_on_disconnect: bool = False,
+                     manager: Any = None) -> Response:
+    return _EventStream(handle, after, cancel_on_disconnect=cancel_on_disconnect,
+                        manager=manager)
 
-    async def body() -> AsyncIterator[bytes]:
-        while True:
-            try:
-                await asyncio.wait_for(asyncio.shield(handle.finished.wait()), HEARTBEAT_S)
-                break
-            except TimeoutError:
-                yield b"\n"
-        yield dumps(handle.result).encode()
 
-    location = f"/threads/{handle.thread_id}/runs/{handle.run_id}/join"
-    return StreamingResponse(body(), media_type="application/json",
-                             headers={"Location": location, "Content-Location": location})
+class _WaitResponse(Response):
+    """A run's final values as JSON. A run that ends within HEARTBEAT_S is answered in one
+    piece; a longer one gets its headers at once and then a newline every HEARTBEAT_S
+    (JSON parsers skip leading whitespace), so proxies don't time out on it. Plain ASGI:
+    no task group per request, as StreamingResponse has."""
+
+    def __init__(self, handle: RunHandle) -> None:
+        super().__init__(media_type="application/json")
+        location = f"/threads/{handle.thread_id}/runs/{handle.run_id}/join".encode()
+        self.handle = handle
+        self.raw_headers = [(b"content-type", b"application/json"),
+                            (b"location", location), (b"content-location", location)]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        finished = self.handle.finished
+        waiter = asyncio.ensure_future(finished.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=HEARTBEAT_S)
+            if finished.is_set():
+                body = dumps(self.handle.result).encode()
+                await send({"type": "http.response.start", "status": 200, "headers": [
+                    *self.raw_headers, (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": self.raw_headers})
+            while not finished.is_set():
+                await send({"type": "http.response.body", "body": b"\n", "more_body": True})
+                await asyncio.wait({waiter}, timeout=HEARTBEAT_S)
+            await send({"type": "http.response.body",
+                        "body": dumps(self.handle.result).encode()})
+        finally:
+            waiter.cancel()
+
+
+def _wait_response(handle: RunHandle) -> Response:
+    return _WaitResponse(handle)
 
 
 def _run_json(handle: RunHandle) -> dict[str, Any]:
@@ -120,26 +169,26 @@ async def create_stateless_run(body: RunCreate, request: Request,
 
 
 @router.post("/threads/{thread_id}/runs/wait")
-async def wait_run(thread_id: str, body: RunCreate, request: Request) -> StreamingResponse:
+async def wait_run(thread_id: str, body: RunCreate, request: Request) -> Response:
     handle = await _create(request, thread_id, body)
     return _wait_response(handle)
 
 
 @router.post("/runs/wait")
-async def wait_stateless_run(body: RunCreate, request: Request) -> StreamingResponse:
+async def wait_stateless_run(body: RunCreate, request: Request) -> Response:
     handle = await _create(request, None, body)
     return _wait_response(handle)
 
 
 @router.post("/threads/{thread_id}/runs/stream")
-async def stream_run(thread_id: str, body: RunCreate, request: Request) -> StreamingResponse:
+async def stream_run(thread_id: str, body: RunCreate, request: Request) -> Response:
     handle = await _create(request, thread_id, body)
     return _stream_response(handle, cancel_on_disconnect=body.on_disconnect == "cancel",
                             manager=services(request).runs)
 
 
 @router.post("/runs/stream")
-async def stream_stateless_run(body: RunCreate, request: Request) -> StreamingResponse:
+async def stream_stateless_run(body: RunCreate, request: Request) -> Response:
     handle = await _create(request, None, body)
     return _stream_response(handle, cancel_on_disconnect=body.on_disconnect == "cancel",
                             manager=services(request).runs)
@@ -187,7 +236,7 @@ async def join_run(thread_id: str, run_id: str, request: Request) -> Any:
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream")
 async def join_stream(thread_id: str, run_id: str, request: Request,
-                      cancel_on_disconnect: bool = False) -> StreamingResponse:
+                      cancel_on_disconnect: bool = False) -> Response:
     svc = services(request)
     await svc.store.get_run(thread_id, run_id)
     handle = svc.runs.handle(run_id)

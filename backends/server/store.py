@@ -23,12 +23,12 @@ def _matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
 
 def _run_insert(
     run_id: str, thread_id: str, assistant_id: str, *, metadata: dict[str, Any],
-    kwargs: dict[str, Any], multitask_strategy: str, owner: str,
+    kwargs: dict[str, Any], multitask_strategy: str, owner: str, status: str = "pending",
 ) -> tuple[dict[str, Any], Statement]:
     """A new run's row (as stored) and the statement that inserts it."""
     now = now_iso()
     row = {"run_id": run_id, "thread_id": thread_id, "assistant_id": assistant_id,
-           "status": "pending", "metadata": json.dumps(metadata),
+           "status": status, "metadata": json.dumps(metadata),
            "kwargs": json.dumps(kwargs, default=str), "multitask_strategy": multitask_strategy,
            "created_at": now, "updated_at": now, "owner": owner}
     sql = (f"INSERT INTO fl_runs ({', '.join(row)}) "
@@ -172,14 +172,15 @@ class ServerStore:
     async def start_run(
         self, run_id: str, thread_id: str, assistant_id: str, *, metadata: dict[str, Any],
         kwargs: dict[str, Any], multitask_strategy: str, owner: str, graph_id: str,
-        thread: dict[str, Any] | None, create_thread: bool = False,
+        thread: dict[str, Any] | None, create_thread: bool = False, status: str = "pending",
     ) -> dict[str, Any]:
-        """One transaction for a new run: its row, and its thread marked busy for
-        `graph_id` (`thread`: the thread as read before; `create_thread`: insert it, or
-        leave an existing one as it is but busy)."""
+        """One transaction for a new run: its row (`status`: pending, or running when it
+        starts at once), and its thread marked busy for `graph_id` (`thread`: the thread as
+        read before; `create_thread`: insert it, or leave an existing one as it is but
+        busy)."""
         row, insert_run = _run_insert(run_id, thread_id, assistant_id, metadata=metadata,
                                       kwargs=kwargs, multitask_strategy=multitask_strategy,
-                                      owner=owner)
+                                      owner=owner, status=status)
         now = row["created_at"]
         statements: list[Statement] = []
         if create_thread:
