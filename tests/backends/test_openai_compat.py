@@ -109,9 +109,16 @@ def post(base_url: str, body: Any, **kwargs: Any) -> httpx.Response:
                       timeout=30, **kwargs)
 
 
+def _served_ids() -> list[str]:
+    """The example flows and `quote`: what the catalog of these tests serves."""
+    examples = [json.loads(p.read_text())["id"] for p in examples_dir().glob("*.json")]
+    return sorted([*examples, "quote"])
+
+
 def test_models_lists_every_flow(client: OpenAI) -> None:
     listed = client.models.list().data
-    assert [m.id for m in listed] == ["chat", "quote", "triage"]
+    assert [m.id for m in listed] == _served_ids()
+    assert {"chat", "quote", "triage"} <= {m.id for m in listed}
     for model in listed:
         assert model.object == "model"
         assert model.owned_by == "flowloom"
@@ -226,7 +233,7 @@ def test_unknown_model_is_404_with_the_valid_ids(client: OpenAI) -> None:
         client.chat.completions.create(model="chta", messages=[user("hi")])
     error = caught.value.body
     assert isinstance(error, dict)
-    assert "chta" in error["message"] and "chat, quote, triage" in error["message"]
+    assert "chta" in error["message"] and ", ".join(_served_ids()) in error["message"]
     assert error["param"] == "model" and error["code"] == "model_not_found"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("nope")
