@@ -173,7 +173,8 @@ def create_app(settings: ServerSettings | None = None, *,
     except ImportError:
         pass
     else:
-        app.include_router(openai_router(lambda: app.state.flowloom.catalog))
+        app.include_router(openai_router(lambda: app.state.flowloom.catalog,
+                                         lambda: app.state.flowloom.runs.locks))
     return app
 
 

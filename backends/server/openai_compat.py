@@ -40,6 +40,7 @@ from flowloom.backends.server._openai_messages import (
     usage_of,
 )
 from flowloom.backends.server.catalog import CompiledFlow, FlowCatalog
+from flowloom.backends.server.runs import ThreadLocks
 from flowloom.flows.errors import FlowError
 from flowloom.flows.runtime import RunResult
 
@@ -133,19 +134,16 @@ def _thread_id(body: ChatCompletionRequest, header: str | None) -> str | None:
     return None
 
 
-async def _prepare(
-    compiled: CompiledFlow, body: ChatCompletionRequest, header: str | None
-) -> tuple[str | dict[str, Any], str]:
-    """The flow's input and the thread to run on. A thread with state gets the last user
-    message only; a new or stateless one gets the request's whole conversation."""
-    thread_id = _thread_id(body, header)
+async def _input(
+    compiled: CompiledFlow, body: ChatCompletionRequest, thread_id: str, *, known: bool
+) -> str | dict[str, Any]:
+    """The flow's input. A thread with state gets the last user message only; a new or
+    stateless one (`known` False) gets the request's whole conversation."""
     whole = True
-    if thread_id is None:
-        thread_id = str(uuid.uuid4())
-    else:
+    if known:
         state = await compiled.graph.aget_state({"configurable": {"thread_id": thread_id}})
         whole = not state.values
-    return flow_input(compiled.flow, body.messages, whole=whole), thread_id
+    return flow_input(compiled.flow, body.messages, whole=whole)
 
 
 def _chunk(base: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -159,14 +157,29 @@ def _sse(data: dict[str, Any]) -> bytes:
 
 async def _stream(
     compiled: CompiledFlow,
+    body: ChatCompletionRequest,
+    thread_id: str,
+    known: bool,
+    base: dict[str, Any],
+    locks: ThreadLocks,
+) -> AsyncIterator[bytes]:
+    """SSE chunks: the role, the runner's tokens (or the whole output when the flow
+    streamed none), the finish, optionally usage, then [DONE]; a failure is an `error`
+    chunk followed by [DONE]. Work on the thread waits its turn (`locks`)."""
+    async with locks.hold(thread_id):
+        value = await _input(compiled, body, thread_id, known=known)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        async for chunk in _stream_run(compiled, value, thread_id, base, include_usage):
+            yield chunk
+
+
+async def _stream_run(
+    compiled: CompiledFlow,
     value: str | dict[str, Any],
     thread_id: str,
     base: dict[str, Any],
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
-    """SSE chunks: the role, the runner's tokens (or the whole output when the flow
-    streamed none), the finish, optionally usage, then [DONE]; a failure is an `error`
-    chunk followed by [DONE]."""
     yield _chunk(base, {"role": "assistant", "content": ""})
     streamed = False
     prompt = completion = 0
@@ -224,8 +237,10 @@ def _created(compiled: CompiledFlow, default: int) -> int:
     return default
 
 
-def openai_router(get_catalog: Callable[[], FlowCatalog]) -> APIRouter:
-    """The `/v1/models` and `/v1/chat/completions` routes over `get_catalog()`'s flows.
+def openai_router(get_catalog: Callable[[], FlowCatalog],
+                  get_locks: Callable[[], ThreadLocks] | None = None) -> APIRouter:
+    """The `/v1/models` and `/v1/chat/completions` routes over `get_catalog()`'s flows;
+    requests on one thread take turns through `get_locks()` (the server's runs share them).
 
     Example:
         >>> app = FastAPI()
@@ -233,6 +248,10 @@ def openai_router(get_catalog: Callable[[], FlowCatalog]) -> APIRouter:
     """
     router = APIRouter(prefix="/v1", tags=["openai"], route_class=_OpenAIRoute)
     started = int(time.time())
+    own_locks = ThreadLocks()
+
+    def locks() -> ThreadLocks:
+        return get_locks() if get_locks is not None else own_locks
 
     def model_object(compiled: CompiledFlow) -> dict[str, Any]:
         return {"id": compiled.id, "object": "model",
@@ -253,23 +272,26 @@ def openai_router(get_catalog: Callable[[], FlowCatalog]) -> APIRouter:
         thread: Annotated[str | None, Header(alias=THREAD_HEADER)] = None,
     ) -> Response:
         compiled = _find(get_catalog(), body.model)
-        value, thread_id = await _prepare(compiled, body, thread)
+        chosen = _thread_id(body, thread)
+        thread_id = chosen or str(uuid.uuid4())
+        flow_input(compiled.flow, body.messages, whole=True)  # bad messages: 400 up front
         headers = {THREAD_HEADER: thread_id}
         base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": compiled.id}
         if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
             return StreamingResponse(
-                _stream(compiled, value, thread_id, base, include_usage),
+                _stream(compiled, body, thread_id, chosen is not None, base, locks()),
                 media_type="text/event-stream",
                 headers={**headers, "Cache-Control": "no-cache"},
             )
-        try:
-            completion = await _complete(compiled, value, thread_id, base)
-        except Exception as exc:
-            logger.exception("flow %s failed on thread %s", compiled.id, thread_id)
-            return error_response(500, _failure(compiled.id, exc), type="server_error",
-                                  code="flow_failed", headers=headers)
+        async with locks().hold(thread_id):
+            value = await _input(compiled, body, thread_id, known=chosen is not None)
+            try:
+                completion = await _complete(compiled, value, thread_id, base)
+            except Exception as exc:
+                logger.exception("flow %s failed on thread %s", compiled.id, thread_id)
+                return error_response(500, _failure(compiled.id, exc), type="server_error",
+                                      code="flow_failed", headers=headers)
         return JSONResponse(completion, headers=headers)
 
     return router

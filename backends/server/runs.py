@@ -10,6 +10,7 @@ busy thread follows the request's `multitask_strategy`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -29,7 +30,7 @@ from flowloom.backends.server.errors import BadRequest, Conflict, NotFound
 from flowloom.backends.server.serde import to_jsonable
 from flowloom.backends.server.store import ServerStore
 
-__all__ = ["RunHandle", "RunManager", "RunObserver", "RunRequest", "STREAM_MODES"]
+__all__ = ["RunHandle", "RunManager", "RunObserver", "RunRequest", "STREAM_MODES", "ThreadLocks"]
 
 logger = logging.getLogger("flowloom.server")
 
@@ -130,6 +131,32 @@ def _time_out(waiter: asyncio.Future[None]) -> None:
         waiter.set_exception(TimeoutError())
 
 
+class ThreadLocks:
+    """One lock per thread, so work on a thread (runs, OpenAI-compatible requests) goes one
+    at a time, in order; a lock is forgotten once nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    def busy(self, thread_id: str) -> bool:
+        return thread_id in self._users
+
+    @contextlib.asynccontextmanager
+    async def hold(self, thread_id: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(thread_id, asyncio.Lock())
+        self._users[thread_id] = self._users.get(thread_id, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            left = self._users[thread_id] - 1
+            if left:
+                self._users[thread_id] = left
+            else:
+                del self._users[thread_id], self._locks[thread_id]
+
+
 def _command(body: dict[str, Any]) -> Command[Any]:
     allowed = {"resume", "update", "goto"}
     unknown = set(body) - allowed
@@ -156,7 +183,7 @@ class RunManager:
         self.owner = f"{uuid.uuid4()}"
         self._handles: OrderedDict[str, RunHandle] = OrderedDict()
         self._keep = keep
-        self._locks: dict[str, asyncio.Lock] = {}
+        self.locks = ThreadLocks()
         self._active: dict[str, RunHandle] = {}
         self._starting: set[str] = set()  # threads whose new run is being stored
         self.started_at = time.time()
@@ -217,7 +244,7 @@ class RunManager:
         run_id = str(uuid.uuid4())
         # Nothing ahead of it on its thread: stored as running at once (one commit less)
         starts_now = (thread_id not in self._active and thread_id not in self._starting
-                      and not self._lock(thread_id).locked())
+                      and not self.locks.busy(thread_id))
         kwargs = {"input": req.input, "command": req.command, "config": req.config,
                   "stream_mode": req.stream_mode, "interrupt_before": req.interrupt_before,
                   "interrupt_after": req.interrupt_after}
@@ -240,10 +267,6 @@ class RunManager:
         handle.task = asyncio.create_task(
             self._execute(handle, req, assistant_config, on_completion))
         return handle
-
-    def _lock(self, thread_id: str) -> asyncio.Lock:
-        """Runs on one thread execute one at a time, in order."""
-        return self._locks.setdefault(thread_id, asyncio.Lock())
 
     def saver_for(self, thread_id: str) -> BaseCheckpointSaver:
         """The checkpointer holding `thread_id`'s state: the catalog's, or the in-memory one
@@ -281,10 +304,9 @@ class RunManager:
 
     async def _execute(self, handle: RunHandle, req: RunRequest,
                        assistant_config: dict[str, Any], on_completion: str) -> None:
-        lock = self._lock(handle.thread_id)
         status = "error"
         try:
-            async with lock:
+            async with self.locks.hold(handle.thread_id):
                 if handle.run["status"] != "running":
                     await self.store.set_run_status(handle.run_id, "running")
                 await handle.publish("metadata", {"run_id": handle.run_id, "attempt": 1})
@@ -361,8 +383,6 @@ class RunManager:
         finally:
             if self._active.get(thread_id) is handle:
                 del self._active[thread_id]
-                if thread_id not in self._starting:  # nothing queued or coming: forget it
-                    self._locks.pop(thread_id, None)
             if self._ephemeral.get(thread_id) is handle:
                 del self._ephemeral[thread_id]
                 await self._memory.adelete_thread(thread_id)

@@ -328,3 +328,44 @@ def test_bundled_model_answers_through_the_endpoint(
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert "paris" in text.lower()
         assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_requests_on_one_thread_take_turns() -> None:
+    """Two requests at once on one thread run one after the other: the second sees the
+    first's turn in the thread's history, and the model never runs twice at once."""
+    in_flight = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    def slow_reply(messages: list[BaseMessage]) -> str:
+        with lock:
+            in_flight["now"] += 1
+            in_flight["most"] = max(in_flight["most"], in_flight["now"])
+        time.sleep(0.3)
+        with lock:
+            in_flight["now"] -= 1
+        return f"turns seen: {sum(isinstance(m, HumanMessage) for m in messages)}"
+
+    catalog = FlowCatalog(InMemorySaver(), BuildContext(models=ScriptedModels(slow_reply)))
+    catalog.load_dir(examples_dir())
+    thread_id = f"t-{uuid.uuid4()}"
+    with serve(make_app(catalog)) as url:
+        client = OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0, timeout=30)
+
+        def ask(stream: bool) -> str:
+            if stream:
+                chunks = client.chat.completions.create(
+                    model="chat", messages=[user("hi")], user=thread_id, stream=True)
+                return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            done = client.chat.completions.create(model="chat", messages=[user("hi")],
+                                                  user=thread_id)
+            return done.choices[0].message.content or ""
+
+        results: list[str] = []
+        workers = [threading.Thread(target=lambda s=s: results.append(ask(s)))
+                   for s in (False, True)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+    assert in_flight["most"] == 1
+    assert sorted(results) == ["turns seen: 1", "turns seen: 2"]
