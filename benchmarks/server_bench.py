@@ -291,6 +291,7 @@ class Result:
     runs: int
     seconds: float
     latencies: list[float]
+    client_cpu: float = float("nan")  # CPU seconds this (client) process spent, in all
 
     @property
     def rate(self) -> float:
@@ -332,9 +333,10 @@ async def run_workload(url: str, kind: str, *, runs: int, concurrency: int,
                 remaining -= 1
                 await timed(call, latencies)
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker(call) for call in calls))
-        return Result(runs, time.perf_counter() - start, latencies)
+        return Result(runs, time.perf_counter() - start, latencies,
+                      time.process_time() - cpu)
 
 
 # ---------------------------------------------------------------- driver
@@ -385,15 +387,16 @@ def report(sides: list[Side], concurrency: int) -> None:
     print("time to ready (process start -> GET /ok 200): "
           + "; ".join(f"{s.name} {s.ready_s:.2f} s" for s in ready))
     print()
-    print("| workload | clients | server | runs | runs/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|---|---|---|")
+    print("| workload | clients | server | runs | runs/s | p50 ms | p99 ms | client CPU ms/run |")
+    print("|---|---|---|---|---|---|---|---|")
     for conc in (1, concurrency):
         for kind, label in KINDS.items():
             for side in ready:
                 assert side.results is not None
                 res = side.results[f"{kind}/{conc}"]
                 print(f"| {label} | {conc} | {side.name} | {res.runs} | {res.rate:.1f} "
-                      f"| {res.pct(50):.1f} | {res.pct(99):.1f} |")
+                      f"| {res.pct(50):.1f} | {res.pct(99):.1f} "
+                      f"| {res.client_cpu / res.runs * 1000:.2f} |")
     by_name = {s.name: s for s in ready}
     if {"flowloom", "reference"} <= by_name.keys():
         fl, ref = by_name["flowloom"], by_name["reference"]
@@ -406,6 +409,18 @@ def report(sides: list[Side], concurrency: int) -> None:
             print(f"flowloom/reference {KINDS[kind]}, {n_clients} client(s): "
                   f"runs/s {res.rate / base.rate:.2f}, p50 {res.pct(50) / base.pct(50):.2f}, "
                   f"p99 {res.pct(99) / base.pct(99):.2f}")
+        # The client is one Python process: at best one core. Its own CPU per run bounds
+        # the runs/s it can drive against any server, however fast.
+        print()
+        for key, res in fl.results.items():
+            kind, n_clients = key.split("/")
+            if n_clients == "1":
+                continue
+            ceiling = res.runs / res.client_cpu
+            print(f"client ceiling {KINDS[kind]}, {n_clients} clients: "
+                  f"{res.client_cpu / res.runs * 1000:.2f} ms of client CPU per run -> at most "
+                  f"{ceiling:.0f} runs/s with a whole core and a server costing nothing = "
+                  f"{ceiling / ref.results[key].rate:.2f}x the reference")
 
 
 async def amain(args: argparse.Namespace) -> None:

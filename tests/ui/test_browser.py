@@ -82,8 +82,26 @@ def _center(locator) -> tuple[float, float]:
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
 
+def _only(locator):
+    """`locator` once it matches one element: during a rerun Streamlit can show the stale
+    copy of a widget beside the new one for a moment."""
+    deadline = time.time() + 30
+    while locator.count() != 1:
+        assert time.time() < deadline, f"{locator} matches {locator.count()} elements"
+        time.sleep(0.1)
+    return locator
+
+
+def _add_node(page, node_type: str, node_id: str) -> None:
+    """Add a node from the palette and wait until it is on the canvas."""
+    page.get_by_role("button", name=node_type).click()
+    _settle(page)
+    page.frame_locator(CANVAS).locator(f'.react-flow__node[data-id="{node_id}"]').wait_for()
+
+
 def _drag_edge(page, source: str, target: str) -> None:
     """Connect two nodes on the canvas: drag from the source's handle to the target's."""
+    page.locator(CANVAS).scroll_into_view_if_needed()  # mouse events need it on screen
     frame = page.frame_locator(CANVAS)
     start = frame.locator(f'.react-flow__node[data-id="{source}"] .react-flow__handle.source')
     end = frame.locator(f'.react-flow__node[data-id="{target}"] .react-flow__handle.target')
@@ -107,20 +125,19 @@ def test_build_save_export_and_chat_in_the_browser(up, page, artifacts, tmp_path
     page.get_by_role("button", name="New flow").click()
     _settle(page)
     page.get_by_text("Flow settings").click()
-    flow_id = page.get_by_label("Flow id")
+    _settle(page)
+    flow_id = _only(page.get_by_label("Flow id"))
     flow_id.fill(FLOW_ID)
     flow_id.press("Enter")
     _settle(page)
 
     # two nodes from the palette, a param edited in the selected node's form
-    page.get_by_role("button", name="llm.chat@1").click()
-    _settle(page)
-    max_tokens = page.get_by_label("max_tokens")
+    _add_node(page, "llm.chat@1", "chat")
+    max_tokens = _only(page.get_by_label("max_tokens"))
     max_tokens.fill("24")
     max_tokens.press("Enter")
     _settle(page)
-    page.get_by_role("button", name="state.set@1").click()
-    _settle(page)
+    _add_node(page, "state.set@1", "set")
     frame = page.frame_locator(CANVAS)
     for node in ("START", "chat", "set", "END"):
         frame.locator(f'.react-flow__node[data-id="{node}"]').wait_for()
