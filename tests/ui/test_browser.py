@@ -82,21 +82,36 @@ def _center(locator) -> tuple[float, float]:
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
 
-def _only(locator):
-    """`locator` once it matches one element: during a rerun Streamlit can show the stale
-    copy of a widget beside the new one for a moment."""
+def _count(locator, n: int):
+    """`locator` once it matches `n` elements (30 s at most)."""
     deadline = time.time() + 30
-    while locator.count() != 1:
-        assert time.time() < deadline, f"{locator} matches {locator.count()} elements"
+    while locator.count() != n:
+        assert time.time() < deadline, f"{locator} matches {locator.count()} elements, not {n}"
         time.sleep(0.1)
     return locator
 
 
+def _only(locator):
+    """`locator` once it matches one element: during a rerun Streamlit can show the stale
+    copy of a widget beside the new one for a moment."""
+    return _count(locator, 1)
+
+
 def _add_node(page, node_type: str, node_id: str) -> None:
-    """Add a node from the palette and wait until it is on the canvas."""
-    page.get_by_role("button", name=node_type).click()
-    _settle(page)
-    page.frame_locator(CANVAS).locator(f'.react-flow__node[data-id="{node_id}"]').wait_for()
+    """Add a node from the palette and wait until it is on the canvas. A click that lands
+    while Streamlit is replacing the button can be lost (on a loaded machine): then the
+    button is clicked again, as a user would, but never once the node is there."""
+    node = page.frame_locator(CANVAS).locator(f'.react-flow__node[data-id="{node_id}"]')
+    for attempt in range(3):
+        _settle(page)
+        page.get_by_role("button", name=node_type).click()
+        _settle(page)
+        try:
+            node.wait_for(timeout=15_000)
+            return
+        except sync_api.TimeoutError:
+            if attempt == 2:
+                raise
 
 
 def _drag_edge(page, source: str, target: str) -> None:
@@ -148,7 +163,7 @@ def test_build_save_export_and_chat_in_the_browser(up, page, artifacts, tmp_path
     _drag_edge(page, "chat", "set")
     _drag_edge(page, "set", "END")
     page.get_by_text("No problems: the flow is valid.").wait_for()
-    assert len(frame.locator(".react-flow__edge").all()) == 3
+    _count(frame.locator(".react-flow__edge"), 3)  # the canvas redraws after each edit
     page.screenshot(path=str(artifacts / "2-connected.png"), full_page=True)
 
     page.get_by_role("button", name="Save").click()

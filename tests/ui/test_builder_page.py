@@ -124,7 +124,7 @@ def test_add_node_form_from_params_schema_and_param_edits(ui_api):
     at = new_flow(started(), "bt_form")
     click(at, ADD_CHAT)
     assert at.session_state["bld_sel"] == "chat"
-    assert at.selectbox(key="builder_selected").value == "chat"
+    assert widget(at.selectbox, "Selected").value == "chat"
     nodes = doc(at)["nodes"]
     assert [(n["id"], n["type"]) for n in nodes] == [("chat", "llm.chat@1")]
     assert nodes[0]["params"] == {k: p["default"] for k, p in props.items() if "default" in p}
@@ -183,7 +183,7 @@ def test_out_of_bounds_number_is_edited_as_json_and_stored_as_a_number(ui_api):
             "edges": [{"source": "START", "target": "chat"},
                       {"source": "chat", "target": "END"}]}
     at = paste(started(), json.dumps(flow))
-    at.selectbox(key="builder_selected").select("chat").run()
+    widget(at.selectbox, "Selected").select("chat").run()
     assert "temperature" not in [w.label for w in at.number_input]
     area = widget(at.text_area, "temperature")
     assert area.value == "5"
@@ -415,7 +415,7 @@ def test_import_valid_documents_migrated_and_with_problems(ui_api):
     assert is_valid(at) and any("unsaved" in t for t in texts(at))
     assert "bt_legacy" not in server_ids(ui_api)
     assert at.session_state["bld_sel"] is None
-    assert at.selectbox(key="builder_selected").options == [
+    assert widget(at.selectbox, "Selected").options == [
         NONE_LABEL, "answer", "edge: START → answer", "edge: answer → END"]
 
     # a current document with problems opens too, problems listed

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from flowloom.flows.loader import examples_dir
+from flowloom.flows.registry import default_registry
 
 BROKEN = {
     "schema_version": 1, "id": "broken", "name": "Broken",
@@ -44,9 +45,12 @@ def test_broken_flow_one_message_per_problem(tmp_path):
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     lines = [line.strip() for line in out.stderr.splitlines() if line.strip().startswith("- ")]
-    assert lines == [
-        "- nodes[0].type: unknown node type 'llm.chatt@1'; valid: llm.chat@1, "
-        "prompt.template@1, router.condition@1, state.set@1",
+    head, valid = lines[0].split("; valid: ")
+    assert head == "- nodes[0].type: unknown node type 'llm.chatt@1'"
+    # the closest type first, then every installed one, each once
+    assert valid.split(", ")[0] == "llm.chat@1"
+    assert sorted(valid.split(", ")) == sorted(default_registry().keys())
+    assert lines[1:] == [
         "- nodes[1].params.temperature: Input should be less than or equal to 2",
         "- edges[2].target: 'retreive' is not a node; valid: a, b, END",
     ]

@@ -24,7 +24,7 @@ and the `st-key-<key>` CSS class Streamlit puts on each widget's container):
     "Condition" (`builder_connect_condition`), button "Connect" (`builder_connect`).
     A router's edge without a condition takes the router's first unused route label.
 - Select a node: click it on the canvas, or choose it in the selectbox "Selected"
-  (`builder_selected`; options are node ids and edges as `edge: a → b`).
+  (`builder_selected:<selection>`; options are node ids and edges as `edge: a → b`).
 - Set params: the selected node's form shows one widget per param, labelled with the
   param's name ("temperature", "system", "model", ...); "Node id" and "Label" rename and
   label it. Number inputs apply on Enter or blur; JSON areas show parse errors.
@@ -477,13 +477,20 @@ def _inspector(pinned: bm.Pinned) -> None:
     edge_ids = {bm.edge_id(edges, i): i for i in range(len(edges))}
     options = [NONE_LABEL, *[n["id"] for n in doc.get("nodes") or []], *edge_ids]
     selected = S.bld_sel if S.bld_sel in options else NONE_LABEL
-    S.builder_selected = selected
+    # One widget per selection. A rerun the canvas starts before the browser has shown a
+    # new selection carries the old widget, whose change callback Streamlit still runs:
+    # it must not undo the newer selection.
+    key = f"builder_selected:{selected}"
+    S.bld_sel_shown = selected
 
     def on_select() -> None:
-        value = S.get("builder_selected")
+        if S.get("bld_sel_shown") != selected:
+            return
+        value = S.get(key)
         S.bld_sel = None if value == NONE_LABEL else value
 
-    st.selectbox("Selected", options, key="builder_selected", on_change=on_select,
+    st.selectbox("Selected", options, index=options.index(selected), key=key,
+                 on_change=on_select,
                  format_func=lambda v: _edge_title(edges, edge_ids[v]) if v in edge_ids
                  else v)
     if selected in edge_ids:
