@@ -7,6 +7,9 @@ of a two-node graph some twenty. A checkpoint read or write on a WAL database wi
 the work in place: the same tables and queries as `SqliteSaver` (files stay
 interchangeable), its lock kept, nothing moved to a thread.
 
+Writes made through the async API are committed in groups (`GroupCommit`): under
+concurrent runs several share one commit, and a write still returns only once committed.
+
 Example:
     >>> with LoopSqliteSaver.from_conn_string("checkpoints.sqlite") as saver:
     ...     graph = builder.compile(checkpointer=saver)
@@ -15,7 +18,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -28,11 +35,43 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.sqlite import SqliteSaver
 
+from flowloom.flows._group_commit import GroupCommit
+
 __all__ = ["LoopSqliteSaver"]
 
 
 class LoopSqliteSaver(SqliteSaver):
-    """`SqliteSaver` with its async API done in place (see the module docstring)."""
+    """`SqliteSaver` with its async API done in place and its async writes committed in
+    groups (see the module docstring)."""
+
+    def __init__(self, conn: sqlite3.Connection, **kwargs: Any) -> None:
+        super().__init__(conn, **kwargs)
+        self._deferring = threading.local()  # set while an async write runs its SQL
+        self.group = GroupCommit(conn, self.lock)
+
+    @contextmanager
+    def cursor(self, transaction: bool = True) -> Iterator[sqlite3.Cursor]:
+        with self.lock:
+            self.setup()
+            cur = self.conn.cursor()
+            try:
+                yield cur
+            finally:
+                if transaction and not getattr(self._deferring, "on", False):
+                    self.conn.commit()
+                cur.close()
+
+    async def _grouped(self, write: Any, *args: Any) -> Any:
+        """Run `write` (a sync method) without its commit, then wait for the group's."""
+        self._deferring.on = True
+        try:
+            result = write(*args)
+        finally:
+            self._deferring.on = False
+            # as SqliteSaver.cursor does, what ran is committed even when `write` failed
+            group = self.group.schedule()
+        await asyncio.shield(group)
+        return result
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return self.get_tuple(config)
@@ -58,7 +97,7 @@ class LoopSqliteSaver(SqliteSaver):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return self.put(config, checkpoint, metadata, new_versions)
+        return await self._grouped(self.put, config, checkpoint, metadata, new_versions)
 
     async def aput_writes(
         self,
@@ -67,7 +106,7 @@ class LoopSqliteSaver(SqliteSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        self.put_writes(config, writes, task_id, task_path)
+        await self._grouped(self.put_writes, config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
         self.delete_thread(thread_id)

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
+from flowloom.flows._group_commit import GroupCommit
 from flowloom.flows.errors import FlowError
 from flowloom.flows.home import flowloom_home
 
-__all__ = ["checkpointer_kind", "open_checkpointer"]
+__all__ = ["GroupCommit", "checkpointer_kind", "open_checkpointer"]
 
 
 def checkpointer_kind(url: str | None) -> str:
@@ -60,7 +61,10 @@ async def open_checkpointer(
             saver.conn.execute("PRAGMA journal_mode=WAL")
             saver.conn.execute("PRAGMA synchronous=NORMAL")
             saver.setup()
-            yield saver
+            try:
+                yield saver
+            finally:
+                saver.group.flush()  # a group whose commit had not come round yet
     else:
         try:
             from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver

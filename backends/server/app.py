@@ -128,7 +128,7 @@ def create_app(settings: ServerSettings | None = None, *,
             saver = await stack.enter_async_context(
                 open_checkpointer(settings.database, home=settings.home))
             db = await stack.enter_async_context(
-                open_database(settings.database, home=settings.home))
+                open_database(settings.database, home=settings.home, checkpointer=saver))
             build_ctx = ctx
             if build_ctx is None:
                 from flowloom.backends.context import default_build_context
@@ -174,7 +174,7 @@ def create_app(settings: ServerSettings | None = None, *,
         pass
     else:
         app.include_router(openai_router(lambda: app.state.flowloom.catalog,
-                                         lambda: app.state.flowloom.runs.locks))
+                                         lambda: app.state.flowloom.runs))
     return app
 
 

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from flowloom.flows.checkpoint import checkpointer_kind
+from flowloom.flows.checkpoint import GroupCommit, checkpointer_kind
 from flowloom.flows.home import flowloom_home
 
 __all__ = ["Database", "Statement", "open_database"]
@@ -70,21 +70,32 @@ class Database:
 
 class _Sqlite(Database):
     """One sqlite3 connection used in place on the event loop's thread: a statement on a
-    WAL database without fsync takes microseconds, less than a hop to a worker thread."""
+    WAL database without fsync takes microseconds, less than a hop to a worker thread.
+
+    Commits are grouped: each batch runs in a savepoint of the connection's open
+    transaction (all or none, as before), then waits for one commit scheduled for the end
+    of the event loop's current pass, shared by every batch of that pass. A commit is
+    most of a small write's cost. A call still returns only once its batch is committed.
+    """
 
     kind = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, group: GroupCommit | None = None) -> None:
         self.conn = conn
+        self.group = group or GroupCommit(conn)
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return _batch(self.conn, [(sql, tuple(params))])[0]
+        return (await self.batch([(sql, params)]))[0]
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        return _fetchall(self.conn, sql, tuple(params))
+        with self.group.lock:
+            return _fetchall(self.conn, sql, tuple(params))
 
     async def batch(self, statements: Sequence[Statement]) -> list[int]:
-        return _batch(self.conn, [(sql, tuple(p)) for sql, p in statements])
+        with self.group.lock:
+            counts = _batch(self.conn, [(sql, tuple(p)) for sql, p in statements])
+        await self.group.commit()
+        return counts
 
 
 def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]
@@ -99,14 +110,20 @@ def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]
 
 def _batch(conn: sqlite3.Connection, statements: list[tuple[str, tuple[Any, ...]]]
            ) -> list[int]:
+    """Run `statements` in a savepoint of the open transaction (begun if none is):
+    all of them or, on an error, none. Committing is the caller's."""
+    if not conn.in_transaction:
+        conn.execute("BEGIN")
+    conn.execute("SAVEPOINT fl_batch")
     counts = []
     try:
         for sql, params in statements:
             counts.append(conn.execute(sql, params).rowcount)
     except BaseException:
-        conn.rollback()
+        conn.execute("ROLLBACK TO fl_batch")
+        conn.execute("RELEASE fl_batch")
         raise
-    conn.commit()
+    conn.execute("RELEASE fl_batch")
     return counts
 
 
@@ -137,9 +154,20 @@ class _Postgres(Database):
 
 
 @asynccontextmanager
-async def open_database(url: str | None, *, home: Path | None = None) -> AsyncIterator[Database]:
-    """The server's database: `url` as for checkpoints (None: SQLite in the data dir)."""
+async def open_database(url: str | None, *, home: Path | None = None,
+                        checkpointer: Any = None) -> AsyncIterator[Database]:
+    """The server's database: `url` as for checkpoints (None: SQLite in the data dir).
+
+    `checkpointer`: the one opened for the same `url`. When both are one SQLite file they
+    share its connection (and its group commits): two connections to one file on the
+    event loop's thread would wait on each other's write lock."""
     kind = checkpointer_kind(url)
+    group = getattr(checkpointer, "group", None)
+    if kind == "sqlite" and url is not None and isinstance(group, GroupCommit):
+        db = _Sqlite(group.conn, group)
+        await db.setup()
+        yield db
+        return
     if kind == "postgres":
         from psycopg_pool import AsyncConnectionPool
 
@@ -157,13 +185,14 @@ async def open_database(url: str | None, *, home: Path | None = None) -> AsyncIt
     else:
         path = url.removeprefix("sqlite:///").removeprefix("sqlite://").removeprefix("sqlite:")
     conn = sqlite3.connect(path, check_same_thread=False)
+    db = _Sqlite(conn)
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         # WAL + NORMAL: no fsync per commit (the database stays consistent; a power cut
         # may lose the last commits of run bookkeeping, never corrupt it)
         conn.execute("PRAGMA synchronous=NORMAL")
-        db = _Sqlite(conn)
         await db.setup()
         yield db
     finally:
+        db.group.flush()  # a group whose commit had not come round yet
         conn.close()
