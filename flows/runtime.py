@@ -133,9 +133,12 @@ class FlowRunner:
         *,
         thread_id: str | None = None,
         tokens: bool = True,
+        config: dict[str, Any] | None = None,
     ) -> AsyncIterator[RunEvent]:
-        """Stream node updates (and model tokens), then a final 'done' event."""
-        graph_input, config, thread_id = await self._prepare(value, thread_id)
+        """Stream node updates (and model tokens), then a final 'done' event. `config`:
+        more LangGraph config for the run (callbacks, metadata), never its thread."""
+        graph_input, thread_config, thread_id = await self._prepare(value, thread_id)
+        config = {**(config or {}), **thread_config}  # type: ignore[assignment]
         modes: list[StreamMode] = ["updates", "values"]
         if tokens:
             modes.append("messages")

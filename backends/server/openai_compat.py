@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -22,6 +23,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
@@ -40,7 +42,7 @@ from flowloom.backends.server._openai_messages import (
     usage_of,
 )
 from flowloom.backends.server.catalog import CompiledFlow, FlowCatalog
-from flowloom.backends.server.runs import ThreadLocks
+from flowloom.backends.server.runs import RunManager, ThreadLocks
 from flowloom.flows.errors import FlowError
 from flowloom.flows.runtime import RunResult
 
@@ -161,15 +163,16 @@ async def _stream(
     thread_id: str,
     known: bool,
     base: dict[str, Any],
-    locks: ThreadLocks,
+    runs: _Runs,
 ) -> AsyncIterator[bytes]:
     """SSE chunks: the role, the runner's tokens (or the whole output when the flow
     streamed none), the finish, optionally usage, then [DONE]; a failure is an `error`
-    chunk followed by [DONE]. Work on the thread waits its turn (`locks`)."""
-    async with locks.hold(thread_id):
+    chunk followed by [DONE]. Work on the thread waits its turn (`runs.locks`)."""
+    async with runs.locks.hold(thread_id), runs.observed(compiled, thread_id) as (run, config):
         value = await _input(compiled, body, thread_id, known=known)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        async for chunk in _stream_run(compiled, value, thread_id, base, include_usage):
+        async for chunk in _stream_run(compiled, value, thread_id, base, include_usage,
+                                       run, config):
             yield chunk
 
 
@@ -179,13 +182,16 @@ async def _stream_run(
     thread_id: str,
     base: dict[str, Any],
     include_usage: bool,
+    run: Any,
+    config: dict[str, Any],
 ) -> AsyncIterator[bytes]:
     yield _chunk(base, {"role": "assistant", "content": ""})
     streamed = False
     prompt = completion = 0
     result: RunResult | None = None
     try:
-        async for event in compiled.runner.astream(value, thread_id=thread_id, tokens=True):
+        async for event in compiled.runner.astream(value, thread_id=thread_id, tokens=True,
+                                                   config=config):
             if event.kind == "token" and event.text:
                 streamed = True
                 yield _chunk(base, {"content": event.text})
@@ -196,11 +202,13 @@ async def _stream_run(
                 result = event.result
     except Exception as exc:
         logger.exception("flow %s failed on thread %s", compiled.id, thread_id)
+        run.result = {"__error__": {"error": type(exc).__name__, "message": str(exc)}}
         detail = ErrorDetail(message=_failure(compiled.id, exc), type="server_error",
                              code="flow_failed")
         yield _sse(ErrorBody(error=detail).model_dump())
         yield b"data: [DONE]\n\n"
         return
+    run.result = result.values if result else None
     text = _output_text(result.output if result else None)
     if not streamed and text:
         yield _chunk(base, {"content": text})
@@ -211,16 +219,19 @@ async def _stream_run(
 
 
 async def _complete(
-    compiled: CompiledFlow, value: str | dict[str, Any], thread_id: str, base: dict[str, Any]
+    compiled: CompiledFlow, value: str | dict[str, Any], thread_id: str, base: dict[str, Any],
+    run: Any, config: dict[str, Any],
 ) -> dict[str, Any]:
     prompt = completion = 0
     result: RunResult | None = None
-    async for event in compiled.runner.astream(value, thread_id=thread_id, tokens=False):
+    async for event in compiled.runner.astream(value, thread_id=thread_id, tokens=False,
+                                               config=config):
         if event.kind == "update":
             used = usage_of(event.data)
             prompt, completion = prompt + used[0], completion + used[1]
         elif event.kind == "done":
             result = event.result
+    run.result = result.values if result else None
     message = {"role": "assistant", "content": _output_text(result.output if result else None)}
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}
     return {**base, "object": "chat.completion", "choices": [choice],
@@ -237,10 +248,30 @@ def _created(compiled: CompiledFlow, default: int) -> int:
     return default
 
 
+class _Runs:
+    """What the endpoint needs of the server's run manager: its per-thread locks (requests
+    on one thread take turns with its runs) and its observers (metrics, run history and
+    spend see these runs as theirs). Alone (no manager): own locks, nobody observing."""
+
+    def __init__(self, manager: RunManager | None) -> None:
+        self.manager = manager
+        self.locks = manager.locks if manager is not None else ThreadLocks()
+
+    @contextlib.asynccontextmanager
+    async def observed(self, compiled: CompiledFlow, thread_id: str
+                       ) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
+        if self.manager is None:
+            yield SimpleNamespace(result=None), {}
+            return
+        async with self.manager.observed(compiled, thread_id, source="openai") as observed:
+            yield observed
+
+
 def openai_router(get_catalog: Callable[[], FlowCatalog],
-                  get_locks: Callable[[], ThreadLocks] | None = None) -> APIRouter:
-    """The `/v1/models` and `/v1/chat/completions` routes over `get_catalog()`'s flows;
-    requests on one thread take turns through `get_locks()` (the server's runs share them).
+                  get_runs: Callable[[], RunManager] | None = None) -> APIRouter:
+    """The `/v1/models` and `/v1/chat/completions` routes over `get_catalog()`'s flows.
+    With `get_runs()`, the server's run manager: requests on one thread take turns with
+    its runs, and its observers see each request as a run (`_Runs`).
 
     Example:
         >>> app = FastAPI()
@@ -248,10 +279,10 @@ def openai_router(get_catalog: Callable[[], FlowCatalog],
     """
     router = APIRouter(prefix="/v1", tags=["openai"], route_class=_OpenAIRoute)
     started = int(time.time())
-    own_locks = ThreadLocks()
+    alone = _Runs(None)
 
-    def locks() -> ThreadLocks:
-        return get_locks() if get_locks is not None else own_locks
+    def runs() -> _Runs:
+        return _Runs(get_runs()) if get_runs is not None else alone
 
     def model_object(compiled: CompiledFlow) -> dict[str, Any]:
         return {"id": compiled.id, "object": "model",
@@ -280,18 +311,20 @@ def openai_router(get_catalog: Callable[[], FlowCatalog],
                 "created": int(time.time()), "model": compiled.id}
         if body.stream:
             return StreamingResponse(
-                _stream(compiled, body, thread_id, chosen is not None, base, locks()),
+                _stream(compiled, body, thread_id, chosen is not None, base, runs()),
                 media_type="text/event-stream",
                 headers={**headers, "Cache-Control": "no-cache"},
             )
-        async with locks().hold(thread_id):
-            value = await _input(compiled, body, thread_id, known=chosen is not None)
-            try:
-                completion = await _complete(compiled, value, thread_id, base)
-            except Exception as exc:
-                logger.exception("flow %s failed on thread %s", compiled.id, thread_id)
-                return error_response(500, _failure(compiled.id, exc), type="server_error",
-                                      code="flow_failed", headers=headers)
+        work = runs()
+        try:
+            async with (work.locks.hold(thread_id),
+                        work.observed(compiled, thread_id) as (run, config)):
+                value = await _input(compiled, body, thread_id, known=chosen is not None)
+                completion = await _complete(compiled, value, thread_id, base, run, config)
+        except Exception as exc:
+            logger.exception("flow %s failed on thread %s", compiled.id, thread_id)
+            return error_response(500, _failure(compiled.id, exc), type="server_error",
+                                  code="flow_failed", headers=headers)
         return JSONResponse(completion, headers=headers)
 
     return router

@@ -392,6 +392,35 @@ class RunManager:
             await self._notify(lambda o: o.run_finished(handle, status))
             handle.end()
 
+    @contextlib.asynccontextmanager
+    async def observed(self, flow: CompiledFlow, thread_id: str, *, source: str
+                       ) -> AsyncIterator[tuple[RunHandle, dict[str, Any]]]:
+        """A run made outside the manager (the OpenAI-compatible endpoint), shown to the
+        observers (metrics, run history, spend) as the manager's own runs are. Yields its
+        handle and the LangGraph config to run the graph with (their callbacks); the
+        caller sets `handle.result`. It ends `error` when the block raises or the result
+        is an `__error__`, `interrupted` when cancelled or closed, else `success`."""
+        handle = RunHandle({"run_id": str(uuid.uuid4()), "thread_id": thread_id,
+                            "assistant_id": flow.assistant_id, "status": "running",
+                            "metadata": {"source": source}}, flow)
+        config: dict[str, Any] = {}
+        await self._notify(lambda o: o.run_started(handle, config))
+        status = "error"
+        try:
+            yield handle, config
+            failed = isinstance(handle.result, dict) and "__error__" in handle.result
+            status = "error" if failed else "success"
+        except (asyncio.CancelledError, GeneratorExit):
+            status = "interrupted"
+            raise
+        except Exception as exc:
+            handle.result = {"__error__": {"error": type(exc).__name__, "message": str(exc)}}
+            raise
+        finally:
+            handle.run = {**handle.run, "status": status}
+            await self._notify(lambda o: o.run_finished(handle, status))
+            handle.end()
+
     async def _notify(self, call: Callable[[RunObserver], Awaitable[None]]) -> None:
         for observer in self.observers:
             try:

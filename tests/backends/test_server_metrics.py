@@ -107,3 +107,31 @@ router_settings: {num_retries: 0}
         totals.cost)
     assert value(found, "flowloom_http_request_duration_seconds_count",
                  route="/threads/{thread_id}", method="GET", status="401") == 1
+
+
+async def test_openai_endpoint_requests_are_runs_in_metrics_and_history(tmp_path):
+    """A chat completion runs the flow as the LangGraph API does: counted by flow and
+    status, its nodes timed, and listed in the run history with its thread."""
+    import openai
+
+    app = create_app(settings(tmp_path), ctx=BuildContext(models=ScriptedModels(_reply)))
+    for url in run_server(app):
+        oai = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+        done = await oai.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "a"}], user="t-openai")
+        assert done.choices[0].message.content == "fine"
+        stream = await oai.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "b"}], stream=True)
+        assert "".join([c.choices[0].delta.content or "" async for c in stream
+                        if c.choices]) == "fine"
+        with pytest.raises(openai.InternalServerError):
+            await oai.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "boom"}])
+        found = samples(httpx.get(f"{url}/metrics").text)
+        history = httpx.get(f"{url}/observe/runs", params={"flow_id": "chat"}).json()["runs"]
+        await oai.close()
+    assert value(found, "flowloom_runs_total", flow="chat", status="success") == 2
+    assert value(found, "flowloom_runs_total", flow="chat", status="error") == 1
+    assert value(found, "flowloom_node_duration_seconds_count", flow="chat", node="answer") == 3
+    assert sorted(r["status"] for r in history) == ["error", "success", "success"]
+    assert "t-openai" in {r["thread_id"] for r in history}
