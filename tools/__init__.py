@@ -1,3 +1,7 @@
-"""flowloom.tools."""
+"""flowloom.tools: tools flows can call; `tool.sql` answers questions from a database."""
 
-__all__: list[str] = []
+from flowloom.tools.sql import node
+
+__all__ = ["NODE_TYPES"]
+
+NODE_TYPES = [node.NODE_TYPE]

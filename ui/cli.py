@@ -339,6 +339,10 @@ from flowloom.ui.kb_cli import ingest, kb_app  # noqa: E402  (after `app`: comma
 app.add_typer(kb_app, name="kb")
 app.command("ingest")(ingest)
 
+from flowloom.ui.sql_cli import sql_app  # noqa: E402
+
+app.add_typer(sql_app, name="sql")
+
 keys_app = typer.Typer(help="API keys of the server: create, list, revoke.",
                        no_args_is_help=True)
 app.add_typer(keys_app, name="keys")

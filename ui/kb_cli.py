@@ -18,6 +18,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from flowloom.ui._questions import read_questions
 from flowloom.ui.errors import UsageError
 
 __all__ = ["ingest", "kb_app"]
@@ -167,7 +168,7 @@ def kb_search(
     filters = _filters(filter)
     batch: list[dict[str, Any]] = []
     if queries is not None:
-        batch = _read_queries(queries)
+        batch = read_questions(queries, "--queries")
 
     async def work(kbs: Any) -> Any:
         if queries is None:
@@ -193,25 +194,6 @@ def kb_search(
         section = f" § {hit.metadata['section']}" if hit.metadata.get("section") else ""
         text = " ".join(hit.text.split())
         typer.echo(f"[{n}] {hit.score:.4f}  {where}{section}\n    {text[:240]}")
-
-
-def _read_queries(path: Path) -> list[dict[str, Any]]:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise UsageError(f"--queries {path}: {exc.strerror or exc}") from None
-    out = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{path}:{number}: not JSON ({exc.msg})") from None
-        if not isinstance(item, dict) or not isinstance(item.get("question"), str):
-            raise UsageError(f"{path}:{number}: each line needs a \"question\" string")
-        out.append({"id": item.get("id", number), "question": item["question"]})
-    return out
 
 
 class _Bar:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from flowloom.flows.registry import StateRef
+from flowloom.flows.errors import FlowBuildError
+from flowloom.flows.registry import StateRef, closest
 from flowloom.flows.templates import BUILTIN_VARIABLES, Template, TemplateError
 
-__all__ = ["check_template", "template_refs"]
+__all__ = ["check_template", "is_messages_field", "require_model", "template_refs"]
 
 
 def check_template(value: str) -> str:
@@ -34,3 +35,17 @@ def template_refs(param: str, source: str) -> Iterator[StateRef]:
 def is_messages_field(ctx: Any, name: str) -> bool:
     spec = ctx.flow.state.get(name)
     return spec is not None and spec.type == "messages"
+
+
+def require_model(ctx: Any, alias: str) -> Any:
+    """The build's model provider, after checking that it knows `alias`; a FlowBuildError
+    at the node names the closest valid aliases otherwise."""
+    models = ctx.require_models()
+    aliases = models.aliases()
+    if alias not in aliases:
+        raise FlowBuildError(
+            f"model {alias!r} is not in the gateway config; valid: "
+            f"{', '.join(closest(alias, aliases) or aliases)}",
+            node_id=ctx.node_id,
+        )
+    return models

@@ -8,10 +8,14 @@ from typing import Any
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from flowloom.flows.errors import FlowBuildError
-from flowloom.flows.nodes._common import check_template, is_messages_field, template_refs
+from flowloom.flows.nodes._common import (
+    check_template,
+    is_messages_field,
+    require_model,
+    template_refs,
+)
 from flowloom.flows.nodes._sources import sources_list, sources_prompt
-from flowloom.flows.registry import NodeContext, NodeType, StateRef, closest
+from flowloom.flows.registry import NodeContext, NodeType, StateRef
 from flowloom.flows.templates import Template
 
 __all__ = ["NODE_TYPE", "Params", "build"]
@@ -54,14 +58,7 @@ def state_refs(params: Params) -> Iterator[StateRef]:
 
 
 def build(params: Params, ctx: NodeContext) -> Any:
-    models = ctx.require_models()
-    aliases = models.aliases()
-    if params.model not in aliases:
-        raise FlowBuildError(
-            f"model {params.model!r} is not in the gateway config; valid: "
-            f"{', '.join(closest(params.model, aliases) or aliases)}",
-            node_id=ctx.node_id,
-        )
+    models = require_model(ctx, params.model)
     model = models.chat_model(
         params.model,
         temperature=params.temperature,

@@ -66,3 +66,24 @@ def test_triage_routes_and_answers(model_home, running_model_service, text, allo
     route_nodes = set(result["node_seconds"]) - {"classify"}
     assert len(route_nodes) == 1 and route_nodes <= {"technical", "billing", "general"}
     assert route_nodes <= allowed
+
+
+def test_sql_analyst_answers_from_the_demo_shop(model_home, running_model_service):
+    """Question -> checked SQL -> rows -> the answer in words with the table; the demo
+    database is built in the data dir on first use and is unchanged afterwards."""
+    import sqlite3
+
+    from flowloom.tools.sql.demo_data import ensure_demo_db
+
+    demo = ensure_demo_db(model_home)
+    before = demo.read_bytes()
+    out = cli(model_home, "run", str(examples_dir() / "sql_analyst.json"), "--input",
+              "How many customers are there in each country?", "--json")
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)["output"]
+    gold = sqlite3.connect(demo).execute(
+        "SELECT country, COUNT(*) FROM customers GROUP BY country").fetchall()
+    assert "```sql\nSELECT" in answer
+    for country, count in gold:  # the table: one row per country with its count
+        assert f"| {country} | {count} |" in answer, answer
+    assert demo.read_bytes() == before

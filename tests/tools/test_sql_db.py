@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,10 +17,9 @@ from flowloom.tools.sql import (
     SqlExecutionError,
     check_sql,
 )
+from tests.tools.conftest import PG_DSN, PG_URL
 
 CHINOOK = Path("/work/shared/datasets/sql/chinook.sqlite")
-PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
-PG_URL = "postgresql://postgres:not-a-secret@127.0.0.1:5432/test"
 SLOW_CTE = ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
             "SELECT count(*) FROM c")
 
@@ -208,31 +206,6 @@ async def test_arun_in_a_thread(music: tuple[SqlDatabase, Path]) -> None:
 
 
 # -- PostgreSQL ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def pg_schema() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(PG_DSN, autocommit=True)
-    except psycopg.OperationalError as err:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {err}")
-    name = f"fl_sqltest_{uuid.uuid4().hex[:10]}"
-    admin.execute(f"""
-        CREATE SCHEMA {name};
-        CREATE TABLE {name}.artist (pk serial PRIMARY KEY, name text NOT NULL);
-        CREATE TABLE {name}.album (pk serial PRIMARY KEY, title varchar(80),
-                                   artist int REFERENCES {name}.artist(pk),
-                                   price numeric(6, 2));
-        INSERT INTO {name}.artist (name) SELECT 'artist ' || g FROM generate_series(1, 20) g;
-        INSERT INTO {name}.album (title, artist, price)
-            SELECT 'album ' || g, g % 20 + 1, 9.5 FROM generate_series(1, 300) g;
-    """)
-    try:
-        yield name
-    finally:
-        admin.execute(f"DROP SCHEMA {name} CASCADE")
-        admin.close()
 
 
 def pg_count(schema: str, table: str) -> int:

@@ -55,6 +55,16 @@ def test_select_is_qualified_and_limited() -> None:
     assert checked.limited is True
 
 
+def test_unnamed_outputs_are_named_as_written() -> None:
+    """A result column reads `count(*)` (names are normalised to lower case before the
+    check), as the database would name it, not `_col_0`."""
+    checked = check_sql("SELECT COUNT(*), MAX(milliseconds) / 1000, name AS n FROM track",
+                        SQLITE)
+    assert checked.sql.startswith('SELECT COUNT(*) AS "count(*)", '
+                                  'MAX(track.milliseconds) / 1000 AS "max(milliseconds) / 1000", '
+                                  "track.name AS n FROM")
+
+
 def test_fences_trailing_semicolon_and_comments_are_stripped() -> None:
     text = "```sql\nSELECT name /* the name */ FROM artist -- all of them\n;\n```"
     checked = check_sql(text, SQLITE)
@@ -182,7 +192,37 @@ def test_postgres_refusals(sql: str, reason: str) -> None:
 def test_unknown_column_names_the_closest() -> None:
     assert refused("SELECT nme FROM track") == "unknown column nme; did you mean track.name?"
     assert refused("SELECT t.nme FROM track AS t") == (
-        "unknown column t.nme; did you mean track.name?")
+        "track has no column nme; did you mean track.name?")
+
+
+@pytest.mark.parametrize(("sql", "reason"), [
+    # a table's name used as a column
+    ("SELECT COUNT(track) FROM track", "track is a table, not a column: COUNT(*) counts "
+     "rows, and track.<column> names one of its columns once it is in FROM"),
+    # the column is in another table of the query: a wrong alias
+    ("SELECT t.title FROM track AS t JOIN album AS a ON t.album = a.pk",
+     "track has no column title; did you mean a.title?"),
+    # the column is in a table the query does not read: say which, so it can be joined
+    ("SELECT t.title FROM track AS t", "track has no column title; album.title has that "
+     "name: join album ON album.pk = t.album to use it"),
+    # a table named that is not in FROM (qualify would read it as a field of a column)
+    ("SELECT title FROM album WHERE artist = 1 AND artist.name = 'AC/DC'",
+     "artist.name names table artist, which is not in this query's FROM clause; join "
+     "artist ON artist.pk = album.artist first"),
+    ("SELECT name FROM track WHERE artist.pk = (SELECT pk FROM artist WHERE name = 'x')",
+     "artist.pk is used where artist is not in the FROM clause (it is only in another "
+     "part of the query); join artist there"),
+])
+def test_refusals_say_how_to_fix_the_query(sql: str, reason: str) -> None:
+    assert refused(sql) == reason
+
+
+def test_sqlite_date_parts_are_transpiled() -> None:
+    sql = check_sql("SELECT name FROM track WHERE YEAR(milliseconds) = 2010 AND "
+                    "EXTRACT(MONTH FROM milliseconds) = 2", SQLITE).sql
+    assert "CAST(STRFTIME('%Y', track.milliseconds) AS INTEGER) = 2010" in sql
+    assert "CAST(STRFTIME('%m', track.milliseconds) AS INTEGER) = 2" in sql
+    assert "STRFTIME" not in check_sql("SELECT YEAR(milliseconds) FROM track", POSTGRES).sql
 
 
 def test_unknown_table_names_the_closest() -> None:

@@ -1,18 +1,30 @@
 """Text-to-SQL, safe by construction: a `Schema` to prompt with, `check_sql` to refuse
-anything but one read-only, schema-valid, row-capped SELECT, and `SqlDatabase` to run
-what passed on a read-only connection with a timeout.
+anything but one read-only, schema-valid, row-capped SELECT, `SqlDatabase` to run what
+passed on a read-only connection with a timeout, and `answer_sql`, the loop that asks the
+model, checks, runs and feeds errors back.
 
 >>> from flowloom.tools.sql import SqlDatabase, check_sql
 >>> db = SqlDatabase.open("sqlite:////work/shared/datasets/sql/chinook.sqlite")  # doctest: +SKIP
 >>> checked = check_sql("SELECT name FROM artist ORDER BY pk", db.schema())   # doctest: +SKIP
 >>> db.run(checked.sql).rows[:1]                                             # doctest: +SKIP
 [['AC/DC']]
+
+Names are imported on first use: the node registry imports this package, and SQLAlchemy
+and sqlglot together take most of a second to import.
 """
 
-from .db import QueryResult, SqlDatabase
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import SqlConnectionError, SqlError, SqlExecutionError, SqlRefused
-from .guard import CheckedSql, check_sql
-from .schema import Column, ForeignKey, Schema, Table, UnknownTable
+
+if TYPE_CHECKING:
+    from .db import QueryResult, SqlDatabase
+    from .generate import SqlAnswer, answer_sql
+    from .guard import CheckedSql, check_sql
+    from .schema import Column, ForeignKey, Schema, Table, UnknownTable
 
 __all__ = [
     "CheckedSql",
@@ -20,6 +32,7 @@ __all__ = [
     "ForeignKey",
     "QueryResult",
     "Schema",
+    "SqlAnswer",
     "SqlConnectionError",
     "SqlDatabase",
     "SqlError",
@@ -27,5 +40,21 @@ __all__ = [
     "SqlRefused",
     "Table",
     "UnknownTable",
+    "answer_sql",
     "check_sql",
 ]
+
+_LAZY = {
+    "QueryResult": "db", "SqlDatabase": "db", "SqlAnswer": "generate", "answer_sql": "generate",
+    "CheckedSql": "guard", "check_sql": "guard", "Column": "schema", "ForeignKey": "schema",
+    "Schema": "schema", "Table": "schema", "UnknownTable": "schema",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -33,9 +33,9 @@ from sqlalchemy.exc import DBAPIError as SaDbapiError
 from .errors import SqlConnectionError, SqlExecutionError
 from .schema import Column, ForeignKey, Schema, Table
 
-__all__ = ["QueryResult", "SqlDatabase"]
+__all__ = ["SQLITE_SUFFIXES", "QueryResult", "SqlDatabase"]
 
-_SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db", ".db3")
+SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db", ".db3")
 _SAMPLE_CHARS = 100
 _SQLITE_ATTACHED_LIMIT = 7  # sqlite3.SQLITE_LIMIT_ATTACHED (named in Python 3.11+)
 _PROGRESS_STEPS = 2_000  # VM instructions between deadline checks (~tens of microseconds)
@@ -280,10 +280,10 @@ def _first_line(err: BaseException) -> str:
 def _parse_url(url: str) -> URL:
     text = url.strip()
     if "://" not in text:
-        if not text.lower().endswith(_SQLITE_SUFFIXES) and not Path(text).is_file():
+        if not text.lower().endswith(SQLITE_SUFFIXES) and not Path(text).is_file():
             raise SqlConnectionError(
                 f"{text!r} is neither a database URL nor a SQLite file; use sqlite:///path.db, "
-                f"postgresql://user@host/db or a path ending in {', '.join(_SQLITE_SUFFIXES)}",
+                f"postgresql://user@host/db or a path ending in {', '.join(SQLITE_SUFFIXES)}",
                 text)
         return URL.create("sqlite", database=str(Path(text).expanduser().resolve()))
     try:

@@ -23,7 +23,6 @@ of two walls, not the only one.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from sqlglot.errors import ErrorLevel, OptimizeError, ParseError, TokenError, Un
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
+from ._reasons import column_problem, join_clause, unknown_name
 from .errors import SqlRefused
 from .schema import Schema
 
@@ -139,6 +139,8 @@ def check_sql(
         _double_quoted_strings(tree, schema)
     tree = _qualify(tree, schema, sql)
     _refuse_cross_joins(tree, schema, max_cross_rows, sql)
+    if schema.dialect == "sqlite":
+        tree = _sqlite_date_parts(tree)
     limited = _cap_rows(tree, max_rows, sql)
     try:
         out = tree.sql(dialect=schema.dialect, comments=False,
@@ -244,18 +246,9 @@ def _check_tables(tree: exp.Expr, schema: Schema, sql: str) -> tuple[str, ...]:
         if not table.args.get("db") and name.lower() in ctes:
             continue
         if name.lower() not in by_lower:
-            raise SqlRefused(_unknown("table", name, list(schema.tables)), sql)
+            raise SqlRefused(unknown_name("table", name, list(schema.tables)), sql)
         found[by_lower[name.lower()]] = None
     return tuple(found)
-
-
-def _unknown(kind: str, name: str, choices: list[str]) -> str:
-    lowered = {c.lower(): c for c in choices}
-    close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
-    if close:
-        return f"unknown {kind} {name}; did you mean {' or '.join(lowered[c] for c in close)}?"
-    shown = ", ".join(sorted(choices)[:20]) + (", ..." if len(choices) > 20 else "")
-    return f"unknown {kind} {name}; valid {kind}s: {shown or 'none'}"
 
 
 def _double_quoted_strings(tree: exp.Expr, schema: Schema) -> None:
@@ -270,23 +263,54 @@ def _double_quoted_strings(tree: exp.Expr, schema: Schema) -> None:
             column.replace(exp.Literal.string(ident.name))
 
 
-_UNRESOLVED = re.compile(r"Column '(?P<col>.+?)' could not be resolved"
-                         r"(?: for table: '(?P<table>.+?)')?")
-_UNKNOWN = re.compile(r"Unknown column: (?P<col>\S+)")
+def _name_outputs(tree: exp.Expr, dialect: str) -> None:
+    """Name the result's unnamed expressions as the query wrote them (`COUNT(*)`, as the
+    database itself would), not `_col_0` as `qualify` does."""
+    select = tree
+    while isinstance(select, exp.SetOperation):  # a UNION's columns are its first part's
+        select = select.this
+    if not isinstance(select, exp.Select):
+        return
+    for i, projection in enumerate(select.expressions):
+        if isinstance(projection, exp.Alias | exp.Column | exp.Star):
+            continue
+        name = projection.sql(dialect)
+        if len(name) > 60:
+            name = f"column_{i + 1}"
+        projection.replace(exp.alias_(projection.copy(), exp.to_identifier(name, quoted=True)))
 
 
 def _qualify(tree: exp.Expr, schema: Schema, sql: str) -> exp.Expr:
+    _name_outputs(tree, schema.dialect)
     try:
         mapping: dict[str, object] = dict(schema.sqlglot_schema())
         tree = qualify(tree, schema=mapping, dialect=schema.dialect,
                        validate_qualify_columns=True, identify=False)
     except OptimizeError as err:
-        raise SqlRefused(_column_problem(str(err), tree, schema), sql) from err
+        raise SqlRefused(column_problem(str(err), tree, schema), sql) from err
     except (ParseError, UnsupportedError, ValueError, KeyError, RecursionError) as err:
         raise SqlRefused(f"could not check the SQL against the schema: {_first_line(err)}",
                          sql) from err
+    _refuse_dotted(tree, schema, sql)
     _quote_keywords(tree, schema.dialect)
     return tree
+
+
+def _refuse_dotted(tree: exp.Expr, schema: Schema, sql: str) -> None:
+    """`artist.name` where `artist` is not in FROM but is a column of a table that is
+    comes out of `qualify` as a field of that column (`album.artist.name`): refuse it."""
+    tables = {t.lower() for t in schema.tables}
+    aliases = {t.alias_or_name: t.name for t in tree.find_all(exp.Table)}
+    for dot in tree.find_all(exp.Dot):
+        left = dot.this
+        if not isinstance(left, exp.Column):
+            continue
+        ref = f"{left.name}.{dot.name}"
+        if left.name.lower() in tables:
+            raise SqlRefused(f"{ref} names table {left.name}, which is not in this query's "
+                             f"FROM clause; {join_clause(schema, left.name, aliases)} first",
+                             sql)
+        raise SqlRefused(f"{ref} is not a column; write table.column", sql)
 
 
 @functools.cache
@@ -304,37 +328,26 @@ def _quote_keywords(tree: exp.Expr, dialect: str) -> None:
             ident.set("quoted", True)
 
 
-def _column_problem(message: str, tree: exp.Expr, schema: Schema) -> str:
-    """Turn sqlglot's OptimizeError into one sentence naming the closest valid columns."""
-    match = _UNRESOLVED.search(message) or _UNKNOWN.search(message)
-    if match is None:
-        return f"the SQL does not match the schema: {message.splitlines()[0]}"
-    column = match.group("col")
-    alias = match.groupdict().get("table")
-    aliases = {t.alias_or_name.lower(): t.name for t in tree.find_all(exp.Table)}
-    if _UNKNOWN.search(message):
-        qualified = next((c for c in tree.find_all(exp.Column)
-                          if c.name.lower() == column.lower() and c.table), None)
-        alias = qualified.table if qualified is not None else None
-    if alias and alias.lower() not in aliases:
-        named = ", ".join(sorted(aliases)) or "none"
-        return f"unknown table or alias {alias} in {alias}.{column}; the query names: {named}"
-    in_scope = [schema.table(t).name for t in dict.fromkeys(aliases.values())
-                if t.lower() in {n.lower() for n in schema.tables}]
-    if alias:
-        in_scope = [schema.table(aliases[alias.lower()]).name]
-    candidates = [f"{t}.{c.name}" for t in in_scope for c in schema.tables[t].columns]
-    owners = [c for c in candidates if c.split(".", 1)[1].lower() == column.lower()]
-    if len(owners) > 1:
-        tables = " and ".join(o.split(".")[0] for o in owners)
-        return f"column {column} is ambiguous: it is in {tables}; write {' or '.join(owners)}"
-    shown = f"{alias}.{column}" if alias else column
-    bare = {c.split(".", 1)[1].lower(): c for c in candidates}
-    close = difflib.get_close_matches(column.lower(), list(bare), n=3, cutoff=0.6)
-    if close:
-        return f"unknown column {shown}; did you mean {' or '.join(bare[c] for c in close)}?"
-    listed = ", ".join(candidates[:20]) + (", ..." if len(candidates) > 20 else "")
-    return f"unknown column {shown}; columns here: {listed or 'none'}"
+_DATE_PARTS = {"Year": "%Y", "Month": "%m", "Day": "%d"}
+
+
+def _sqlite_date_parts(tree: exp.Expr) -> exp.Expr:
+    """YEAR(x), MONTH(x), DAY(x) and EXTRACT(YEAR FROM x), which SQLite lacks (sqlglot
+    writes them unchanged), as CAST(STRFTIME('%Y', x) AS INTEGER)."""
+
+    def rewrite(node: exp.Expr) -> exp.Expr:
+        part, value = None, None
+        if type(node).__name__ in _DATE_PARTS:
+            part, value = _DATE_PARTS[type(node).__name__], node.this
+        elif isinstance(node, exp.Extract) and node.name.capitalize() in _DATE_PARTS:
+            part, value = _DATE_PARTS[node.name.capitalize()], node.expression
+        if part is None or value is None:
+            return node
+        strftime = exp.Anonymous(this="STRFTIME", expressions=[exp.Literal.string(part),
+                                                                value.copy()])
+        return exp.Cast(this=strftime, to=exp.DataType.build("INTEGER"))
+
+    return tree.transform(rewrite)
 
 
 def _refuse_cross_joins(tree: exp.Expr, schema: Schema, limit: int, sql: str) -> None:

@@ -1,0 +1,218 @@
+"""`tool.sql@1`: answer a question from a database with one checked, read-only SELECT.
+
+It writes `{"question", "sql", "columns", "rows", "truncated", "attempts", "refused",
+"error", "explanation", "tables", ...}` (`SqlAnswer.to_dict()`) to `output`, and with
+`answer` on, appends an AI message saying it in words with a markdown table of the first
+rows. The chat UI's SQL panel reads the state key `sql`: name `output` "sql" to see it
+there (the example flow does).
+
+`database` is a SQLAlchemy URL or a name from `<data dir>/connections.yaml`
+(`name: url` lines); `demo` is the shipped demo shop, built on first use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from langchain_core.messages import AIMessage
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from flowloom.flows.errors import FlowBuildError, FlowRunError
+from flowloom.flows.home import flowloom_home
+from flowloom.flows.nodes._common import (
+    check_template,
+    is_messages_field,
+    require_model,
+    template_refs,
+)
+from flowloom.flows.registry import NodeContext, NodeType, StateRef
+from flowloom.flows.templates import Template
+
+from .demo_data import demo_url
+from .errors import SqlError
+
+__all__ = ["CONNECTIONS_FILE", "NODE_TYPE", "Params", "SqlExample", "answer_text", "build",
+           "resolve_database"]
+
+CONNECTIONS_FILE = "connections.yaml"
+TABLE_ROWS = 20  # rows shown in the chat answer's table (and to the model that says it)
+
+
+class SqlExample(BaseModel):
+    """One few-shot pair: a question and the SQL that answers it on this database."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(..., min_length=1)
+    sql: str = Field(..., min_length=1)
+
+
+class Params(BaseModel):
+    """Turn `question` into one checked SELECT on `database`, run it and write the result
+    to `output`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    database: str = Field(
+        "demo", min_length=1,
+        description="SQLAlchemy URL (sqlite:///shop.db, postgresql://...) or a name from "
+                    "connections.yaml in the data dir; 'demo' is the shipped demo shop.")
+    question: str = Field("{{ last_message }}",
+                          description="The question (template over state fields).")
+    model: str = Field("local", description="Model alias from the gateway config.")
+    max_rows: int = Field(200, ge=1, le=10000, description="Most rows a query may return.")
+    retries: int = Field(2, ge=0, le=5, description="Retries with the error fed back.")
+    timeout_s: float = Field(10.0, gt=0, le=600, description="Time limit of one query, "
+                                                             "in seconds.")
+    examples: list[SqlExample] = Field(
+        default_factory=list,
+        description="Few-shot pairs [{\"question\", \"sql\"}] for this database, shown to "
+                    "the model before the question.")
+    link_tables: int | None = Field(
+        None, ge=0, le=50,
+        description="Schema linking: how many tables (plus their foreign-key neighbours) go "
+                    "in the prompt, picked by embedding similarity; empty: 4 when the schema's "
+                    "description is over 12,000 characters, all otherwise; 0: always all.")
+    embed_model: str = Field("local-embed", description="Embedding model alias (schema "
+                                                        "linking).")
+    output: str = Field("sql_result", description="State field that receives the result.")
+    answer: bool = Field(True, description="Also append an answer with a table of the first "
+                                           "rows and the SQL to `messages`.")
+    words: bool = Field(False, description="With `answer`: the model says the answer in a "
+                                           "sentence first (one more model call).")
+
+    @field_validator("question")
+    @classmethod
+    def _check(cls, value: str) -> str:
+        return check_template(value)
+
+
+def state_refs(params: Params) -> Iterator[StateRef]:
+    yield from template_refs("question", params.question)
+    yield StateRef("output", params.output, "write")
+    if params.answer:
+        yield StateRef("answer", "messages", "write")
+
+
+def _connections(home: Path) -> dict[str, str]:
+    path = home / CONNECTIONS_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise FlowBuildError(f"{path}: not readable YAML ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise FlowBuildError(f"{path}: write one `name: url` line per connection")
+    return {str(k): v for k, v in data.items()}
+
+
+def resolve_database(database: str, home: Path) -> str:
+    """The URL `database` names: itself when it is a URL or a path to a SQLite file,
+    else its entry in connections.yaml, else the demo database for `demo`."""
+    from .db import SQLITE_SUFFIXES
+
+    if "://" in database or "/" in database or database.lower().endswith(SQLITE_SUFFIXES):
+        return database  # a URL or a SQLite file's path
+    named = _connections(home)
+    if database in named:
+        return named[database]
+    if database == "demo":
+        return demo_url(home)
+    valid = sorted({"demo", *named})
+    raise FlowBuildError(
+        f"database {database!r} is not a URL nor a connection in {home / CONNECTIONS_FILE}; "
+        f"valid: {', '.join(valid)}")
+
+
+def answer_text(result: dict[str, Any], *, max_rows: int = TABLE_ROWS, words: str = "") -> str:
+    """The chat answer for a `SqlAnswer.to_dict()`: words (the model's sentence when given,
+    else templated), a markdown table of the first rows, and the SQL."""
+    from ._prompt import cell, markdown_table
+
+    if result.get("refused") or result.get("error"):
+        why = result.get("refused") or result.get("error")
+        return f"I could not answer that with a safe query: {why}"
+    columns, rows = result["columns"], result["rows"]
+    sql = f"\n\n```sql\n{result['sql']}\n```"
+    lead = f"{words.strip()}\n\n" if words.strip() else ""
+    if len(rows) == 1 and len(columns) == 1:
+        said = lead or f"The answer is **{cell(rows[0][0])}** ({columns[0]}). "
+        return f"{said}{result['explanation']}{sql}"
+    if not rows:
+        return f"{lead}No rows match. {result['explanation']}{sql}"
+    table = markdown_table(columns, rows, max_rows)
+    return f"{lead}{result['explanation']}\n\n{table}{sql}"
+
+
+def build(params: Params, ctx: NodeContext) -> Any:
+    from .db import SqlDatabase
+    from .generate import answer_sql, say_answer
+
+    models = require_model(ctx, params.model)
+    if params.link_tables and params.embed_model not in models.aliases():
+        raise FlowBuildError(
+            f"embed_model {params.embed_model!r} (for link_tables) is not in the gateway "
+            f"config; valid: {', '.join(models.aliases())}", node_id=ctx.node_id)
+    home = ctx.build.data_dir or flowloom_home()
+    try:
+        # the demo database is built on the first run, not when a server compiles flows
+        lazy_demo = params.database == "demo" and "demo" not in _connections(home)
+        url = "" if lazy_demo else resolve_database(params.database, home)
+    except FlowBuildError as exc:
+        raise FlowBuildError(str(exc), node_id=ctx.node_id) from None
+    question = Template(params.question)
+    node_id = ctx.node_id
+    with_answer = params.answer and is_messages_field(ctx, "messages")
+    examples = [(e.question, e.sql) for e in params.examples]
+    opened: list[Any] = []
+    lock = asyncio.Lock()
+
+    async def database() -> Any:
+        async with lock:
+            if not opened:
+                target = url or await asyncio.to_thread(demo_url, home)
+                opened.append(await asyncio.to_thread(
+                    SqlDatabase.open, target, max_rows=params.max_rows,
+                    timeout_s=params.timeout_s))
+            return opened[0]
+
+    async def tool_sql(state: dict[str, Any]) -> dict[str, Any]:
+        text = question.render(state).strip()
+        if not text:
+            raise FlowRunError("the question is empty; set `question` or send a message",
+                               node_id=node_id)
+        try:
+            db = await database()
+            found = await answer_sql(
+                text, db, models, model=params.model, embed_model=params.embed_model,
+                retries=params.retries, max_rows=params.max_rows, examples=examples,
+                link_tables=params.link_tables)
+        except SqlError as exc:
+            raise FlowRunError(str(exc), node_id=node_id) from None
+        result = found.to_dict()
+        update: dict[str, Any] = {params.output: result}
+        if with_answer:
+            words = await say_answer(found, models, model=params.model,
+                                     max_rows=TABLE_ROWS) if params.words and found.ok else ""
+            update["messages"] = [AIMessage(answer_text(result, words=words))]
+        return update
+
+    return tool_sql
+
+
+NODE_TYPE = NodeType(
+    name="tool.sql",
+    version=1,
+    params=Params,
+    build=build,
+    category="tools",
+    description="Answer a question from a SQL database: the model writes one SELECT, which "
+                "is checked (read-only, schema-valid, row-capped), run, and retried with "
+                "the error on failure.",
+    state_refs=state_refs,
+)
