@@ -172,13 +172,18 @@ async def _spider_one(models: Any, db: SqlDatabase, schema: Any, item: dict[str,
     answer = await answer_sql(item["question"], db, models, retries=2, link_tables=link)
     first, last = answer.history[0]["sql"] or "", answer.history[-1]["sql"] or ""
     return {
+        **_brief(answer),  # first: its `prompt_tables` (names) gives way to the count
         "set": "spider", "i": i, "db_id": item["db_id"], "link": link,
         "n_tables": len(schema.tables), "prompt_tables": len(answer.prompt_tables),
         "recall": tables_of(item["query"]) <= {t.lower() for t in answer.prompt_tables},
         "valid": answer.ok, "valid_first": answer.ok and answer.attempts == 1,
         "esm_first": exact_set_match(first, item["query"], schema),
-        "esm": exact_set_match(last, item["query"], schema),
-        **_brief(answer)}
+        "esm": exact_set_match(last, item["query"], schema)}
+
+
+def _count(tables: int | list[str]) -> int:
+    """A record's prompt table count (records written before 2026-12-03 hold the names)."""
+    return len(tables) if isinstance(tables, list) else tables
 
 
 def _pct(part: int, whole: int) -> str:
@@ -229,7 +234,7 @@ def report_spider(records: list[dict[str, Any]], link_top: int) -> None:
               f"{_pct(sum(bool(r['esm_first']) for r in rows), n):>8} "
               f"{_pct(sum(bool(r['esm']) for r in rows), n):>8} "
               f"{_pct(sum(r['recall'] for r in rows), n):>7} "
-              f"{mean(r['prompt_tables'] for r in rows):16.2f} "
+              f"{mean(_count(r['prompt_tables']) for r in rows):16.2f} "
               f"{mean(r['prompt_tokens'] for r in rows):10.0f} "
               f"{mean(r['completion_tokens'] for r in rows):9.0f} "
               f"{mean(r['seconds'] for r in rows):5.1f}")

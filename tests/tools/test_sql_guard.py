@@ -55,6 +55,25 @@ def test_select_is_qualified_and_limited() -> None:
     assert checked.limited is True
 
 
+@pytest.mark.parametrize(("sql", "fixed"), [
+    # a wrong alias where exactly one other table of the SELECT has the column
+    ("SELECT t.title FROM track AS t JOIN album AS a ON t.album = a.pk",
+     "SELECT a.title AS title FROM track AS t JOIN album AS a ON t.album = a.pk"),
+    # a table's own name where the query gave it an alias
+    ("SELECT track.name FROM track AS t JOIN album AS a ON t.album = a.pk",
+     "SELECT t.name AS name FROM track AS t JOIN album AS a ON t.album = a.pk"),
+    # both slips at once, every use of the name repaired
+    ("SELECT t.title, COUNT(*) FROM track AS t JOIN album AS a ON t.album = a.pk "
+     "GROUP BY t.title ORDER BY track.name",
+     'SELECT a.title AS title, COUNT(*) AS "count(*)" FROM track AS t JOIN album AS a '
+     "ON t.album = a.pk GROUP BY a.title ORDER BY t.name"),
+])
+def test_a_qualifier_with_one_reading_is_repaired(sql: str, fixed: str) -> None:
+    """What SQL itself would do with the name unqualified: the one table in that SELECT
+    that has it. Never a table outside the column's own SELECT (see the refusals)."""
+    assert check_sql(sql, SQLITE).sql == f"{fixed} LIMIT 200"
+
+
 def test_unnamed_outputs_are_named_as_written() -> None:
     """A result column reads `count(*)` (names are normalised to lower case before the
     check), as the database would name it, not `_col_0`."""
@@ -199,9 +218,10 @@ def test_unknown_column_names_the_closest() -> None:
     # a table's name used as a column
     ("SELECT COUNT(track) FROM track", "track is a table, not a column: COUNT(*) counts "
      "rows, and track.<column> names one of its columns once it is in FROM"),
-    # the column is in another table of the query: a wrong alias
-    ("SELECT t.title FROM track AS t JOIN album AS a ON t.album = a.pk",
-     "track has no column title; did you mean a.title?"),
+    # the column is on a wrong alias, and two other tables of the query have it
+    ("SELECT t.name FROM album AS t JOIN track AS x ON x.album = t.pk "
+     "JOIN artist AS y ON t.artist = y.pk",
+     "album has no column name; did you mean x.name or y.name?"),
     # the column is in a table the query does not read: say which, so it can be joined
     ("SELECT t.title FROM track AS t", "track has no column title; album.title has that "
      "name: join album ON album.pk = t.album to use it"),

@@ -32,6 +32,7 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, OptimizeError, ParseError, TokenError, UnsupportedError
 from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import traverse_scope
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from ._reasons import column_problem, join_clause, unknown_name
@@ -280,17 +281,75 @@ def _name_outputs(tree: exp.Expr, dialect: str) -> None:
         projection.replace(exp.alias_(projection.copy(), exp.to_identifier(name, quoted=True)))
 
 
+_UNRESOLVED_IN = re.compile(r"Column '(?P<col>.+?)' could not be resolved for table: "
+                            r"'(?P<table>.+?)'")
+_UNKNOWN_COLUMN = re.compile(r"Unknown column: (?P<col>\S+)")
+MAX_REPAIRS = 3
+
+
+def _repair_qualifier(tree: exp.Expr, schema: Schema, message: str) -> exp.Expr | None:
+    """`tree` with one column's qualifier fixed where only one reading is possible, else
+    None. Two slips a model makes: a table's name where the query gave it an alias
+    (`FROM track AS t ... track.name`: the one alias of track in that SELECT), and a
+    column put on the wrong alias (`t1.quantity` where t1's table has none and exactly one
+    other table of the same SELECT has it). Either is what SQL does with an unqualified
+    name: the one table in scope that has it. Nothing outside the column's own SELECT is
+    considered."""
+    known = {n.lower(): n for n in schema.tables}
+    match = _UNRESOLVED_IN.search(message)
+    unknown = _UNKNOWN_COLUMN.search(message)
+    if match is None and unknown is None:
+        return None
+    column = (match or unknown).group("col").lower()  # type: ignore[union-attr]
+    repaired = tree.copy()
+
+    def has(table: str) -> bool:
+        return table in known and schema.table(known[table]).column(column) is not None
+
+    for scope in traverse_scope(repaired):
+        aliases = {a.lower(): s.name.lower() for a, s in scope.sources.items()
+                   if isinstance(s, exp.Table)}
+        for col in scope.columns:
+            qualifier = col.table.lower()
+            if col.name.lower() != column or not qualifier:
+                continue
+            if match is not None and qualifier != match.group("table").lower():
+                continue
+            if qualifier in aliases:
+                if has(aliases[qualifier]):
+                    continue  # not this one's problem
+                fits = [a for a, t in aliases.items() if a != qualifier and has(t)]
+            elif qualifier in known:
+                fits = [a for a, t in aliases.items() if t == qualifier and has(t)]
+            else:
+                continue
+            if len(fits) != 1:
+                return None
+            for same in scope.columns:
+                if same.name.lower() == column and same.table.lower() == qualifier:
+                    same.set("table", exp.to_identifier(fits[0]))
+            return repaired
+    return None
+
+
 def _qualify(tree: exp.Expr, schema: Schema, sql: str) -> exp.Expr:
-    _name_outputs(tree, schema.dialect)
-    try:
-        mapping: dict[str, object] = dict(schema.sqlglot_schema())
-        tree = qualify(tree, schema=mapping, dialect=schema.dialect,
-                       validate_qualify_columns=True, identify=False)
-    except OptimizeError as err:
-        raise SqlRefused(column_problem(str(err), tree, schema), sql) from err
-    except (ParseError, UnsupportedError, ValueError, KeyError, RecursionError) as err:
-        raise SqlRefused(f"could not check the SQL against the schema: {_first_line(err)}",
-                         sql) from err
+    mapping: dict[str, object] = dict(schema.sqlglot_schema())
+    for repairs in range(MAX_REPAIRS + 1):
+        before = tree.copy()  # qualify works in place, also when it fails
+        _name_outputs(tree, schema.dialect)  # after a repair: named as repaired
+        try:
+            tree = qualify(tree, schema=mapping, dialect=schema.dialect,
+                           validate_qualify_columns=True, identify=False)
+            break
+        except OptimizeError as err:
+            repaired = _repair_qualifier(before, schema, str(err)) \
+                if repairs < MAX_REPAIRS else None
+            if repaired is None:
+                raise SqlRefused(column_problem(str(err), before, schema), sql) from err
+            tree = repaired
+        except (ParseError, UnsupportedError, ValueError, KeyError, RecursionError) as err:
+            raise SqlRefused(f"could not check the SQL against the schema: "
+                             f"{_first_line(err)}", sql) from err
     _refuse_dotted(tree, schema, sql)
     _quote_keywords(tree, schema.dialect)
     return tree
