@@ -87,3 +87,18 @@ def test_sql_analyst_answers_from_the_demo_shop(model_home, running_model_servic
     for country, count in gold:  # the table: one row per country with its count
         assert f"| {country} | {count} |" in answer, answer
     assert demo.read_bytes() == before
+
+
+def test_analyst_agent_calls_sql_for_a_count(model_home, running_model_service):
+    """The bundled model, through the agent's choose mode, sends an unambiguous count
+    question to sql_query and answers with the database's number."""
+    import sqlite3
+
+    from flowloom.tools.sql.demo_data import ensure_demo_db
+
+    demo = ensure_demo_db(model_home)
+    orders = sqlite3.connect(demo).execute("SELECT COUNT(*) FROM orders").fetchone()[0]
+    out = cli(model_home, "run", str(examples_dir() / "analyst.json"), "--input",
+              "How many orders are there?", "--json")
+    assert out.returncode == 0, out.stderr
+    assert str(orders) in json.loads(out.stdout)["output"]
