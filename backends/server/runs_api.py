@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 from flowloom.backends.server._state import services
 from flowloom.backends.server.errors import BadRequest, NotFound
 from flowloom.backends.server.runs import FINAL, HEARTBEAT_S, RunHandle, RunRequest
-from flowloom.backends.server.schemas import CancelRuns, RunCreate
+from flowloom.backends.server.schemas import MAX_OFFSET, CancelRuns, RunCreate
 from flowloom.backends.server.serde import dumps
 from flowloom.backends.server.threads_api import get_thread
 
@@ -197,7 +197,7 @@ async def stream_stateless_run(body: RunCreate, request: Request) -> Response:
 @router.get("/threads/{thread_id}/runs")
 async def list_runs(thread_id: str, request: Request,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
-                    offset: Annotated[int, Query(ge=0)] = 0,
+                    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
                     status: str | None = None) -> list[dict[str, Any]]:
     svc = services(request)
     await svc.store.get_thread(thread_id)

@@ -242,6 +242,19 @@ async def test_client_mistakes_are_4xx(client, server_url):
     assert bad.status_code == 422 and "stream_mode" in bad.json()["detail"]
 
 
+async def test_huge_offsets_are_422_not_500(client, server_url):
+    """Found by schemathesis: an offset past SQLite's integers overflowed in the driver."""
+    thread = (await client.threads.create())["thread_id"]
+    huge = 2 ** 70
+    bad = httpx.get(f"{server_url}/threads/{thread}/runs", params={"offset": huge})
+    assert bad.status_code == 422 and "offset" in bad.text
+    for path in ("/threads/search", "/assistants/search"):
+        bad = httpx.post(f"{server_url}{path}", json={"offset": huge})
+        assert bad.status_code == 422 and "offset" in bad.text, path
+    ok = httpx.get(f"{server_url}/threads/{thread}/runs", params={"offset": 10 ** 9})
+    assert ok.status_code == 200 and ok.json() == []
+
+
 def test_sync_client(server_url):
     sync = get_sync_client(url=server_url, api_key=None)
     thread = sync.threads.create()
