@@ -71,9 +71,8 @@ def _closed(fragment: str) -> Any:
             in_string = True
         elif ch in "{[":
             stack.append("}" if ch == "{" else "]")
-        elif ch in "}]":
-            if not stack or stack.pop() != ch:
-                return None
+        elif ch in "}]" and (not stack or stack.pop() != ch):
+            return None
     if not stack or in_string:
         return None
     try:

@@ -103,30 +103,16 @@ class SqlArgs(BaseModel):
 
 
 def _bind_sql(config: SqlConfig, ctx: NodeContext) -> Run:
-    import asyncio
-
-    from flowloom.tools.sql.db import SqlDatabase
-    from flowloom.tools.sql.demo_data import demo_url
     from flowloom.tools.sql.generate import answer_sql
-    from flowloom.tools.sql.node import resolve_database
+    from flowloom.tools.sql.node import lazy_database
 
     if "://" in config.database or "/" in config.database:
         raise FlowBuildError("a tool's database is a connection name (connections.yaml in "
                              "the data dir) or 'demo', never a URL in the flow",
                              node_id=ctx.node_id)
     models = ctx.require_models()
-    home = ctx.build.data_dir or flowloom_home()
-    opened: list[SqlDatabase] = []
-    lock = asyncio.Lock()
-
-    async def database() -> SqlDatabase:
-        async with lock:
-            if not opened:
-                url = (await asyncio.to_thread(demo_url, home) if config.database == "demo"
-                       else resolve_database(config.database, home))
-                opened.append(await asyncio.to_thread(SqlDatabase.open, url,
-                                                      max_rows=config.max_rows))
-            return opened[0]
+    database = lazy_database(config.database, ctx.build.data_dir or flowloom_home(),
+                             max_rows=config.max_rows)
 
     async def sql_query(args: BaseModel) -> Any:
         assert isinstance(args, SqlArgs)

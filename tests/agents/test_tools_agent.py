@@ -223,7 +223,8 @@ def test_parser_on_recorded_replies_of_the_bundled_model(text, expected):
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("```json\n" + call("sql_query", question="x") + "\n```", [ToolCall("sql_query", {"question": "x"})]),
+    ("```json\n" + call("sql_query", question="x") + "\n```",
+     [ToolCall("sql_query", {"question": "x"})]),
     ("Let me check.\n<tool_call>\n" + call("kb_search", query="q") + "\n</tool_call>",
      [ToolCall("kb_search", {"query": "q"})]),
     ('{"tool": "sql_query", "args": "{\\"question\\": \\"y\\"}"}',

@@ -32,7 +32,6 @@ from sqlglot import exp
 from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ErrorLevel, OptimizeError, ParseError, TokenError, UnsupportedError
 from sqlglot.optimizer.qualify import qualify
-from sqlglot.optimizer.scope import traverse_scope
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from ._reasons import column_problem, join_clause, unknown_name

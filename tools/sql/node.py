@@ -13,7 +13,7 @@ there (the example flow does).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from .demo_data import demo_url
 from .errors import SqlError
 
 __all__ = ["CONNECTIONS_FILE", "NODE_TYPE", "Params", "SqlExample", "answer_text", "build",
-           "resolve_database"]
+           "lazy_database", "resolve_database"]
 
 CONNECTIONS_FILE = "connections.yaml"
 TABLE_ROWS = 20  # rows shown in the chat answer's table (and to the model that says it)
@@ -129,6 +129,29 @@ def resolve_database(database: str, home: Path) -> str:
         f"valid: {', '.join(valid)}")
 
 
+def lazy_database(database: str, home: Path, *, max_rows: int, timeout_s: float = 10.0
+                  ) -> Callable[[], Awaitable[Any]]:
+    """An async getter of the `SqlDatabase` that `database` names, opened on first use
+    (the demo database is built then, not when a server compiles flows). A name that is
+    neither a URL nor a known connection is a FlowBuildError now."""
+    from .db import SqlDatabase
+
+    lazy_demo = database == "demo" and "demo" not in _connections(home)
+    url = "" if lazy_demo else resolve_database(database, home)
+    opened: list[Any] = []
+    lock = asyncio.Lock()
+
+    async def get() -> Any:
+        async with lock:
+            if not opened:
+                target = url or await asyncio.to_thread(demo_url, home)
+                opened.append(await asyncio.to_thread(
+                    SqlDatabase.open, target, max_rows=max_rows, timeout_s=timeout_s))
+            return opened[0]
+
+    return get
+
+
 def answer_text(result: dict[str, Any], *, max_rows: int = TABLE_ROWS, words: str = "") -> str:
     """The chat answer for a `SqlAnswer.to_dict()`: words (the model's sentence when given,
     else templated), a markdown table of the first rows, and the SQL."""
@@ -150,7 +173,6 @@ def answer_text(result: dict[str, Any], *, max_rows: int = TABLE_ROWS, words: st
 
 
 def build(params: Params, ctx: NodeContext) -> Any:
-    from .db import SqlDatabase
     from .generate import answer_sql, say_answer
 
     models = require_model(ctx, params.model)
@@ -160,27 +182,14 @@ def build(params: Params, ctx: NodeContext) -> Any:
             f"config; valid: {', '.join(models.aliases())}", node_id=ctx.node_id)
     home = ctx.build.data_dir or flowloom_home()
     try:
-        # the demo database is built on the first run, not when a server compiles flows
-        lazy_demo = params.database == "demo" and "demo" not in _connections(home)
-        url = "" if lazy_demo else resolve_database(params.database, home)
+        database = lazy_database(params.database, home, max_rows=params.max_rows,
+                                 timeout_s=params.timeout_s)
     except FlowBuildError as exc:
         raise FlowBuildError(str(exc), node_id=ctx.node_id) from None
     question = Template(params.question)
     node_id = ctx.node_id
     with_answer = params.answer and is_messages_field(ctx, "messages")
     examples = [(e.question, e.sql) for e in params.examples]
-    opened: list[Any] = []
-    lock = asyncio.Lock()
-
-    async def database() -> Any:
-        async with lock:
-            if not opened:
-                target = url or await asyncio.to_thread(demo_url, home)
-                opened.append(await asyncio.to_thread(
-                    SqlDatabase.open, target, max_rows=params.max_rows,
-                    timeout_s=params.timeout_s))
-            return opened[0]
-
     async def tool_sql(state: dict[str, Any]) -> dict[str, Any]:
         text = question.render(state).strip()
         if not text:
