@@ -219,9 +219,7 @@ def build(params: Params, ctx: NodeContext) -> Any:
                           "message. Reply with only the JSON object."),
             *conversation[-1:]], config={"tags": _TAGS})
         text = message_text(reply)
-        parsed = parse_tool_calls(json.dumps({"name": name, "arguments": _first_object(text)}),
-                                  {name}) if _first_object(text) is not None else []
-        args = {k: v for k, v in (parsed[0].args if parsed else {}).items() if k in props}
+        args = {k: v for k, v in (_first_object(text) or {}).items() if k in props}
         if args:  # keys the tool does not take are dropped (the small model adds some)
             return args
         last = message_text(conversation[-1]) if conversation else ""
