@@ -33,7 +33,9 @@ __all__ = [
     "FlowIO",
     "Layout",
     "NodeSpec",
+    "PROMPT_VERSION_PATTERN",
     "Position",
+    "PromptAsset",
     "StateField",
     "dump_flow",
 ]
@@ -47,6 +49,7 @@ Reducer = Literal["replace", "add_messages", "append", "add", "merge"]
 
 ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$"
 TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*@[0-9]+$"
+PROMPT_VERSION_PATTERN = r"^[a-z][a-z0-9_\-]{0,63}@[0-9]+$"
 
 
 class _Model(BaseModel):
@@ -115,6 +118,13 @@ class Layout(_Model):
     viewport: dict[str, float] | None = None
 
 
+class PromptAsset(_Model):
+    """One stored prompt version a flow carries, so that importing it is reproducible."""
+
+    text: str = Field(..., description="The version's template text.")
+    notes: str = Field("", description="The version's notes.")
+
+
 class Flow(_Model):
     """A versioned flow document."""
 
@@ -129,6 +139,12 @@ class Flow(_Model):
     recursion_limit: int = Field(25, ge=1, le=10_000)
     metadata: dict[str, Any] = Field(default_factory=dict)
     layout: Layout = Field(default_factory=Layout)
+    prompts: dict[str, PromptAsset] = Field(
+        default_factory=dict,
+        json_schema_extra={"propertyNames": {"pattern": PROMPT_VERSION_PATTERN}},
+        description="Stored prompt versions the nodes use, by `name@version` (written by "
+        "export, so that an import brings them along).",
+    )
 
     def node(self, node_id: str) -> NodeSpec:
         for node in self.nodes:
@@ -156,9 +172,15 @@ def _sorted(value: Any) -> Any:
     return value
 
 
+def _version_order(ref: str) -> tuple[str, int]:
+    name, _, version = ref.rpartition("@")
+    return name, int(version) if version.isdigit() else -1
+
+
 def dump_flow(flow: Flow, *, indent: int | None = 2) -> str:
     """Serialize with a stable key order: document keys in schema order, params sorted,
-    layout in node order; unset optional keys are left out."""
+    layout in node order, carried prompts by name and version; unset optional keys and an
+    empty `prompts` are left out."""
     data = flow.model_dump(mode="json", exclude_none=True)
     for node in data["nodes"]:
         node["params"] = _sorted(node["params"])
@@ -167,4 +189,9 @@ def dump_flow(flow: Flow, *, indent: int | None = 2) -> str:
         sorted(data["layout"]["nodes"].items(), key=lambda kv: order.get(kv[0], len(order)))
     )
     data["metadata"] = _sorted(data["metadata"])
+    if data["prompts"]:
+        data["prompts"] = dict(sorted(data["prompts"].items(),
+                                      key=lambda kv: _version_order(kv[0])))
+    else:
+        del data["prompts"]
     return json.dumps(data, indent=indent, ensure_ascii=False) + ("\n" if indent else "")

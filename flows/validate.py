@@ -1,9 +1,9 @@
 """Validation of flow documents: every problem at once, each with its JSON path.
 
 Checks, in order: document structure, node ids and types, each node's params against
-its type's `Params` model, state fields named in params, edges (dangling ends, START and
-END misuse, router labels), reachability from START, a path to END from every node, and
-cycles that no router can leave.
+its type's `Params` model, state fields named in params, carried prompt versions, edges
+(dangling ends, START and END misuse, router labels), reachability from START, a path to
+END from every node, and cycles that no router can leave.
 """
 
 from __future__ import annotations
@@ -16,8 +16,17 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from flowloom.flows.errors import Problem
-from flowloom.flows.format import END, ID_PATTERN, START, TYPE_PATTERN, EdgeSpec, Flow
+from flowloom.flows.format import (
+    END,
+    ID_PATTERN,
+    PROMPT_VERSION_PATTERN,
+    START,
+    TYPE_PATTERN,
+    EdgeSpec,
+    Flow,
+)
 from flowloom.flows.registry import NodeRegistry, NodeType, UnknownNodeType, closest
+from flowloom.flows.templates import Template, TemplateError
 
 __all__ = ["pydantic_problems", "validate_document", "validate_params"]
 
@@ -155,6 +164,7 @@ class _Checker:
 
     def run(self) -> list[Problem]:
         self.check_nodes()
+        self.check_prompts()
         self.check_io()
         self.check_layout()
         edges, has_start = self.check_edges()
@@ -193,6 +203,17 @@ class _Checker:
                 self.add(f"nodes[{i}].params.{ref.param}",
                          f"{verb} state field {ref.field!r}, which the flow does not declare",
                          closest(ref.field, fields) + fields, "unknown_state_field")
+
+    def check_prompts(self) -> None:
+        for ref, asset in self.flow.prompts.items():
+            if not re.fullmatch(PROMPT_VERSION_PATTERN, ref):
+                self.add(f"prompts.{ref}", f"{ref!r} is not a prompt version: carried prompts "
+                         "are keyed name@N (lower-case name, a version number)")
+                continue
+            try:
+                Template(asset.text)
+            except TemplateError as exc:
+                self.add(f"prompts.{ref}.text", str(exc))
 
     def check_io(self) -> None:
         fields = list(self.flow.state)

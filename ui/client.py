@@ -117,6 +117,36 @@ class FlowloomClient:
         """`{"ok", "problems": [{path, message, choices, code}], "notes", "document"}`."""
         return self._call("POST", "/flows/validate", json=document)
 
+    def export_flow(self, flow_id: str) -> str:
+        """The saved flow as a file to share (`GET /flows/{id}/export`): prompt refs pinned
+        to versions and those versions carried in `prompts`. The server's exact text."""
+        try:
+            response = self._http.get(f"/flows/{quote(flow_id, safe='')}/export")
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"the API server at {self.base_url} did not answer "
+                              f"({type(exc).__name__}: {exc})") from None
+        _raise_for(response)
+        return response.text
+
+    # -- prompts --------------------------------------------------------------------------
+
+    def prompts(self) -> list[dict[str, Any]]:
+        """`[{name, latest: {ref, version, variables, notes, created_at}, versions}]`."""
+        return self._call("GET", "/prompts")
+
+    def prompt_versions(self, name: str) -> list[dict[str, Any]]:
+        """A prompt's versions, oldest first (without their text)."""
+        return self._call("GET", f"/prompts/{quote(name, safe='')}")["versions"]
+
+    def prompt(self, name: str, version: int | str = "latest") -> dict[str, Any]:
+        """One version with its text: `{ref, name, version, text, variables, notes, ...}`."""
+        return self._call("GET", f"/prompts/{quote(name, safe='')}/{quote(str(version), safe='')}")
+
+    def push_prompt(self, name: str, text: str, notes: str = "") -> dict[str, Any]:
+        """Store `text` as the next version of `name` (needs role admin); the new version."""
+        return self._call("POST", f"/prompts/{quote(name, safe='')}",
+                          json={"text": text, "notes": notes})
+
     # -- threads --------------------------------------------------------------------------
 
     def threads(self, *, flow_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from flowloom.backends.server import (
     flows_api,
     kbs_api,
     observe_api,
+    prompts_api,
     runs_api,
     system_api,
     threads_api,
@@ -48,6 +49,7 @@ from flowloom.flows.context import BuildContext
 from flowloom.flows.errors import FlowError, FlowValidationError
 from flowloom.flows.home import flowloom_home
 from flowloom.flows.loader import examples_dir
+from flowloom.flows.prompts import PromptConflict, PromptStore
 from flowloom.flows.registry import NodeRegistry
 
 __all__ = ["READY_PREFIX", "ServerSettings", "create_app", "serve"]
@@ -100,6 +102,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": str(exc),
                              "problems": [p.to_dict() for p in exc.problems]}, status_code=422)
 
+    @app.exception_handler(PromptConflict)
+    async def prompt_conflict(_: Request, exc: PromptConflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
     @app.exception_handler(FlowError)
     async def flow_error(_: Request, exc: FlowError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
@@ -118,8 +124,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 def create_app(settings: ServerSettings | None = None, *,
                ctx: BuildContext | None = None,
                registry: NodeRegistry | None = None) -> FastAPI:
-    """The ASGI app. `ctx` replaces the real model gateway (tests use a scripted one);
-    `registry` the node types (default: every installed one)."""
+    """The ASGI app. `ctx` replaces the real model gateway (tests use a scripted one; one
+    without a prompt store gets the data dir's); `registry` the node types (default: every
+    installed one)."""
     settings = settings or ServerSettings()
 
     @asynccontextmanager
@@ -135,6 +142,9 @@ def create_app(settings: ServerSettings | None = None, *,
 
                 build_ctx = default_build_context(home=settings.home,
                                                   models_config=settings.models)
+            if build_ctx.prompts is None:  # /prompts and flows' prompt refs need one
+                build_ctx = replace(build_ctx, prompts=PromptStore(
+                    (settings.home or flowloom_home()) / "prompts"))
             catalog = FlowCatalog(saver, build_ctx, registry=registry)
             for folder in settings.flows_dirs:
                 catalog.load_dir(folder)
@@ -168,6 +178,7 @@ def create_app(settings: ServerSettings | None = None, *,
         app.include_router(module.router)
     app.include_router(observe_api.router)  # /models, /observe/...
     app.include_router(kbs_api.router)  # /kbs
+    app.include_router(prompts_api.router)  # /prompts
     try:
         from flowloom.backends.server.openai_compat import openai_router
     except ImportError:

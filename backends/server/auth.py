@@ -6,8 +6,8 @@ Policy:
   on, and a revoked key stops working, within that time).
 - The key comes in `x-api-key` (langgraph-sdk) or `Authorization: Bearer` (openai client).
 - Roles: `admin` may do everything; `user` everything but changing flows (PUT, DELETE,
-  PATCH under /flows/) and knowledge bases (writes under /kbs but search). `/ok`,
-  `/info`, `/openapi.json` and the docs stay open.
+  PATCH under /flows/), prompts (writes under /prompts) and knowledge bases (writes
+  under /kbs but search). `/ok`, `/info`, `/openapi.json` and the docs stay open.
 - Rate: a token bucket per key and server process, `rpm` per minute with a burst of
   rpm/6 (`burst_for`); past it, 429 with `Retry-After`.
 - Budget: a key is charged the gateway's cost growth while its flow-running requests and
@@ -93,13 +93,16 @@ def auth_required(host: str, active_keys: int) -> bool:
 
 def required_role(method: str, path: str) -> Role | None:
     """The role a request needs; None for the open endpoints. Changing flows (any write
-    under /flows but validation) needs admin."""
+    under /flows but validation) or prompts needs admin."""
     if path in OPEN_PATHS:
         return None
     changes_flows = (path == "/flows" or path.startswith("/flows/")) and method not in (
         "GET", "HEAD", "OPTIONS")
     if changes_flows and not (method == "POST" and path == "/flows/validate"):
         return "admin"
+    if (path == "/prompts" or path.startswith("/prompts/")) and method not in (
+            "GET", "HEAD", "OPTIONS"):
+        return "admin"  # a new version changes what `name@latest` means to every flow
     # knowledge bases: creating, uploading to and deleting them is admin work; search
     # (what flows and chat do) and reading are for users
     changes_kbs = (path == "/kbs" or path.startswith("/kbs/")) and method not in (

@@ -1,4 +1,7 @@
-"""`/flows`: save, read, delete and validate flow documents; saved flows go live at once."""
+"""`/flows`: save, read, export, delete and validate flow documents; saved flows go live at
+once. A saved document that carries prompt versions (`prompts`, as export writes them)
+adds them to the server's prompt store; `GET /flows/{id}/export` is the document with its
+prompt refs pinned to versions and those versions carried."""
 
 from __future__ import annotations
 
@@ -13,9 +16,10 @@ from flowloom.backends.server.catalog import FlowCatalog
 from flowloom.backends.server.errors import BadRequest, NotFound
 from flowloom.backends.server.store import FlowDocuments, ServerStore
 from flowloom.flows.errors import FlowError, FlowLoadError
-from flowloom.flows.format import dump_flow
+from flowloom.flows.format import Flow, dump_flow
 from flowloom.flows.loader import check_flow, load_flow
 from flowloom.flows.migrations import migrate
+from flowloom.flows.prompts import import_prompts, pin_prompts
 
 __all__ = ["load_saved_flows", "router"]
 
@@ -55,10 +59,25 @@ async def get_flow(flow_id: str, request: Request) -> Response:
     return Response(dump_flow(compiled.flow), media_type="application/json")
 
 
+@router.get("/flows/{flow_id}/export")
+async def export_flow(flow_id: str, request: Request) -> Response:
+    """The flow as a file to share: every prompt ref pinned to the version it resolves to
+    now, and those versions carried in `prompts`, so importing it elsewhere is
+    reproducible."""
+    svc = services(request)
+    compiled = svc.catalog.get(flow_id)
+    if compiled is None:
+        raise NotFound(f"flow {flow_id!r} not found")
+    pinned = pin_prompts(compiled.flow.model_dump(mode="json"), svc.catalog.ctx.prompts,
+                         registry=svc.catalog.registry)
+    return Response(dump_flow(Flow.model_validate(pinned)), media_type="application/json")
+
+
 @router.put("/flows/{flow_id}")
 async def put_flow(flow_id: str, request: Request) -> dict[str, Any]:
     """Validate (and migrate) the document, compile it, store it: live on success, and on
-    any problem nothing changes."""
+    any problem nothing changes. Prompt versions it carries are added to the prompt store
+    (409 if the store has one of them with other text)."""
     svc = services(request)
     doc = await _body(request)
     if not isinstance(doc, dict):
@@ -68,9 +87,15 @@ async def put_flow(flow_id: str, request: Request) -> dict[str, Any]:
         raise BadRequest(f"id: the document's id {doc['id']!r} differs from the URL's "
                          f"{flow_id!r}")
     loaded = load_flow(doc, svc.catalog.registry)
+    prompts = svc.catalog.ctx.prompts
+    import_prompts(loaded.flow, prompts, dry_run=True)  # a conflict refuses it before changes
     svc.catalog.add(loaded.flow, "api")  # compiles: a build error leaves the old one live
+    imported = import_prompts(loaded.flow, prompts)
     await FlowDocuments(svc.store.db).put(flow_id, dump_flow(loaded.flow))
-    return {**svc.catalog.describe(flow_id), "notes": loaded.notes}
+    notes = [*loaded.notes]
+    if imported:
+        notes.append(f"prompts added to the store: {', '.join(imported)}")
+    return {**svc.catalog.describe(flow_id), "notes": notes}
 
 
 @router.delete("/flows/{flow_id}", status_code=204)

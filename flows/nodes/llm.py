@@ -1,4 +1,8 @@
-"""`llm.chat@1`: one model call over the conversation and/or a prompt template."""
+"""`llm.chat@1`: one model call over the conversation and/or a prompt template.
+
+The system and user prompts are inline templates (`system`, `prompt`) or stored,
+versioned prompts (`system_prompt`, `prompt_ref`: `name@version` or `name@latest`).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from flowloom.flows.nodes._common import (
+    check_prompt_ref,
     check_template,
     is_messages_field,
+    prompt_ref_field,
     require_model,
+    resolve_text,
     template_refs,
 )
 from flowloom.flows.nodes._sources import sources_list, sources_prompt
@@ -29,9 +36,13 @@ class Params(BaseModel):
 
     model: str = Field("local", description="Model alias from the gateway config.")
     system: str = Field("", description="System prompt (template over state fields).")
+    system_prompt: str | None = prompt_ref_field(
+        "Stored system prompt, name@version or name@latest (instead of `system`).")
     prompt: str = Field(
         "", description="User prompt (template over state fields); empty: use the conversation."
     )
+    prompt_ref: str | None = prompt_ref_field(
+        "Stored user prompt, name@version or name@latest (instead of `prompt`).")
     history: bool = Field(True, description="Send the flow's `messages` before the prompt.")
     temperature: float = Field(0.2, ge=0.0, le=2.0)
     max_tokens: int = Field(512, ge=1, le=32768)
@@ -47,6 +58,13 @@ class Params(BaseModel):
     @classmethod
     def _check(cls, value: str) -> str:
         return check_template(value)
+
+    @field_validator("system_prompt", "prompt_ref")
+    @classmethod
+    def _check_ref(cls, value: str | None, info: ValidationInfo) -> str | None:
+        inline = {"system_prompt": "system", "prompt_ref": "prompt"}[str(info.field_name)]
+        return check_prompt_ref(value, inline=info.data.get(inline, ""), inline_name=inline,
+                                ref_name=str(info.field_name))
 
 
 def state_refs(params: Params) -> Iterator[StateRef]:
@@ -65,8 +83,10 @@ def build(params: Params, ctx: NodeContext) -> Any:
         max_tokens=params.max_tokens,
         streaming=params.streaming,
     )
-    system = Template(params.system) if params.system else None
-    prompt = Template(params.prompt) if params.prompt else None
+    system_text = resolve_text(ctx, "system_prompt", params.system, params.system_prompt)
+    prompt_text = resolve_text(ctx, "prompt_ref", params.prompt, params.prompt_ref)
+    system = Template(system_text) if system_text else None
+    prompt = Template(prompt_text) if prompt_text else None
     use_history = params.history and is_messages_field(ctx, "messages")
     output = params.output
     context = params.context

@@ -7,9 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flowloom.flows.errors import FlowBuildError, FlowError
-from flowloom.flows.nodes._common import check_template, template_refs
-from flowloom.flows.prompts import parse_ref
+from flowloom.flows.nodes._common import (
+    check_prompt_ref,
+    check_template,
+    prompt_ref_field,
+    resolve_text,
+    template_refs,
+)
 from flowloom.flows.registry import NodeContext, NodeType, StateRef
 from flowloom.flows.templates import Template
 
@@ -22,16 +26,14 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str | None = Field(None, description="Stored prompt: name@version or name@latest.")
+    prompt: str | None = prompt_ref_field("Stored prompt: name@version or name@latest.")
     template: str | None = Field(None, description="Inline template over state fields.")
     output: str = Field(..., description="State field that receives the rendered text.")
 
     @field_validator("prompt")
     @classmethod
     def _check_ref(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_ref(value)
-        return value
+        return check_prompt_ref(value)
 
     @field_validator("template")
     @classmethod
@@ -52,26 +54,7 @@ def state_refs(params: Params) -> Iterator[StateRef]:
 
 
 def build(params: Params, ctx: NodeContext) -> Any:
-    if params.template is not None:
-        source = params.template
-    else:
-        store = ctx.build.prompts
-        if store is None:
-            raise FlowBuildError("no prompt store is configured", node_id=ctx.node_id)
-        try:
-            source = store.get(params.prompt or "").text
-        except FlowError as exc:
-            raise FlowBuildError(str(exc), node_id=ctx.node_id) from None
-    template = Template(source)
-    unknown = sorted(
-        ref.field for ref in template_refs("prompt", source) if ref.field not in ctx.flow.state
-    )
-    if unknown:
-        raise FlowBuildError(
-            f"prompt {params.prompt} reads state fields the flow does not declare: "
-            f"{', '.join(unknown)}; declared: {', '.join(ctx.flow.state) or 'none'}",
-            node_id=ctx.node_id,
-        )
+    template = Template(resolve_text(ctx, "prompt", params.template or "", params.prompt))
     output = params.output
 
     def prompt_template(state: dict[str, Any]) -> dict[str, Any]:

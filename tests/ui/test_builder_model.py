@@ -100,9 +100,9 @@ def test_ids_are_unique_and_valid():
         ids.append(node_id)
     assert ids == ["chat", "chat_2", "chat_3"]
     assert doc["nodes"][0]["params"] == {
-        "model": "local", "system": "", "prompt": "", "history": True, "temperature": 0.2,
-        "max_tokens": 512, "streaming": True, "output": "messages", "context": "",
-        "list_sources": True}
+        "model": "local", "system": "", "system_prompt": None, "prompt": "",
+        "prompt_ref": None, "history": True, "temperature": 0.2, "max_tokens": 512,
+        "streaming": True, "output": "messages", "context": "", "list_sources": True}
     assert bm.unique_id("9 lives!", []) == "n_9_lives"
     assert bm.unique_id("START", []) == "START_2"
     xs = [doc["layout"]["nodes"][i]["x"] for i in ids]
