@@ -15,10 +15,11 @@ from typing import Any, Literal
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from flowloom.flows.nodes._common import repeated
 from flowloom.flows.registry import NodeContext, NodeType, StateRef
 from flowloom.flows.templates import message_text
 
-__all__ = ["NODE_TYPE", "Params", "Route", "build", "match_label"]
+__all__ = ["NODE_TYPE", "Params", "Route", "build", "field_text", "match_label"]
 
 
 class Route(BaseModel):
@@ -38,6 +39,8 @@ class Params(BaseModel):
     mode: Literal["equals", "contains", "regex", "llm"] = "equals"
     routes: list[Route] = Field(..., min_length=1)
     default: str = Field("default", description="Label taken when nothing matches.")
+    default_description: str = Field(
+        "", description="What belongs to the default besides anything else (llm mode).")
     case_sensitive: bool = False
     model: str = Field("local", description="Model alias (llm mode).")
     instructions: str = Field("", description="Extra instructions for the classifier (llm).")
@@ -46,8 +49,7 @@ class Params(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Params:
         labels = [r.label for r in self.routes]
-        dupes = sorted({label for label in labels if labels.count(label) > 1})
-        if dupes:
+        if dupes := repeated(labels):
             raise ValueError(f"route labels must be unique; repeated: {', '.join(dupes)}")
         if self.default in labels:
             raise ValueError(f"default {self.default!r} must differ from the route labels")
@@ -104,7 +106,7 @@ def _rule_matcher(params: Params) -> Any:
     return decide
 
 
-def _field_text(state: dict[str, Any], name: str) -> str:
+def field_text(state: dict[str, Any], name: str) -> str:
     value = state.get(name)
     if isinstance(value, list):  # a messages field: route on the latest message
         return message_text(value[-1]) if value else ""
@@ -117,7 +119,7 @@ def build(params: Params, ctx: NodeContext) -> Any:
         decide = _rule_matcher(params)
 
         def router_rules(state: dict[str, Any]) -> dict[str, Any]:
-            return {output: decide(_field_text(state, field))}
+            return {output: decide(field_text(state, field))}
 
         return router_rules
 
@@ -131,12 +133,14 @@ def build(params: Params, ctx: NodeContext) -> Any:
     )
     system = (
         "Classify the user's message into exactly one category. Answer with the category "
-        f"name only.\nCategories:\n{catalogue}\n- {params.default}: anything else"
+        f"name only.\nCategories:\n{catalogue}\n- {params.default}: "
+        + (f"{params.default_description}; or anything else" if params.default_description
+           else "anything else")
         + (f"\n{params.instructions}" if params.instructions else "")
     )
 
     async def router_llm(state: dict[str, Any]) -> dict[str, Any]:
-        text = _field_text(state, field)
+        text = field_text(state, field)
         answer = await model.ainvoke([SystemMessage(system), HumanMessage(text)])
         return {output: match_label(answer.text, [*labels, params.default], params.default)}
 

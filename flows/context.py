@@ -15,9 +15,21 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
+    from flowloom.flows.format import Flow
     from flowloom.flows.prompts import PromptStore
 
-__all__ = ["BuildContext", "ModelProvider"]
+__all__ = ["BuildContext", "FlowSource", "ModelProvider"]
+
+
+@runtime_checkable
+class FlowSource(Protocol):
+    """Flows by id, for node types that compose other flows (`agent.supervisor`)."""
+
+    def flow_ids(self) -> list[str]:
+        ...
+
+    def get_flow(self, flow_id: str) -> Flow | None:
+        ...
 
 
 @runtime_checkable
@@ -50,11 +62,13 @@ class ModelProvider(Protocol):
 
 @dataclass(frozen=True)
 class BuildContext:
-    """Everything `build(params, ctx)` may reach: models, prompts and the data dir."""
+    """Everything `build(params, ctx)` may reach: models, prompts, the data dir and other
+    flows by id."""
 
     models: ModelProvider | None = None
     prompts: PromptStore | None = None
     data_dir: Path | None = None
+    flows: FlowSource | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def require_models(self) -> ModelProvider:

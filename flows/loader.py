@@ -21,7 +21,8 @@ from flowloom.flows.migrations import migrate
 from flowloom.flows.registry import NodeRegistry, default_registry
 from flowloom.flows.validate import validate_document
 
-__all__ = ["LoadedFlow", "check_flow", "examples_dir", "load_flow", "read_document"]
+__all__ = ["FolderFlows", "LoadedFlow", "check_flow", "examples_dir", "load_flow",
+           "read_document"]
 
 
 @dataclass(frozen=True)
@@ -106,3 +107,35 @@ def load_flow(
     if loaded is None:
         raise FlowValidationError(problems, source=label)
     return loaded
+
+
+class FolderFlows:
+    """Flows by id from folders of flow files (first folder wins), read when asked:
+    the `FlowSource` a flow file run from the CLI composes its sub-flows from."""
+
+    def __init__(self, *folders: Path, registry: NodeRegistry | None = None) -> None:
+        self.folders = [Path(f) for f in folders]
+        self.registry = registry
+        self._paths: dict[str, Path] | None = None
+
+    def _index(self) -> dict[str, Path]:
+        if self._paths is None:
+            paths: dict[str, Path] = {}
+            for folder in self.folders:
+                for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+                    try:
+                        doc, _ = read_document(path)
+                    except FlowLoadError:
+                        continue
+                    flow_id = doc.get("id")
+                    if isinstance(flow_id, str):
+                        paths.setdefault(flow_id, path)
+            self._paths = paths
+        return self._paths
+
+    def flow_ids(self) -> list[str]:
+        return sorted(self._index())
+
+    def get_flow(self, flow_id: str) -> Flow | None:
+        path = self._index().get(flow_id)
+        return None if path is None else load_flow(path, self.registry).flow

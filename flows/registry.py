@@ -83,6 +83,8 @@ class NodeType:
     routes: Callable[[Any], Sequence[str]] | None = None
     route_field: Callable[[Any], str] | None = None
     state_refs: Callable[[Any], Iterable[StateRef]] | None = None
+    # Ids of other flows the node runs (their change means this flow is rebuilt).
+    flow_refs: Callable[[Any], Iterable[str]] | None = None
     # The node's sync function only computes (microseconds, no I/O): async runs call it
     # on the event loop, where LangGraph would hand each call to a worker thread.
     inline: bool = False

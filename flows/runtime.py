@@ -21,7 +21,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import StreamMode
+from langgraph.types import Command, StreamMode
 
 from flowloom.flows.errors import FlowRunError
 from flowloom.flows.format import Flow
@@ -75,6 +75,9 @@ class RunResult:
     output: Any
     seconds: float
     node_seconds: dict[str, float] = field(default_factory=dict)
+    # what the run paused for (interrupt values: an approval request, ...); resume the
+    # thread with `resume=` to go on
+    interrupts: list[Any] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class FlowRunner:
     def __init__(self, flow: Flow, graph: CompiledStateGraph) -> None:
         self.flow = flow
         self.graph = graph
+        self._node_ids = frozenset(flow.node_ids())
         self._defaults = {
             name: spec.default for name, spec in flow.state.items() if spec.default is not None
         }
@@ -118,10 +122,12 @@ class FlowRunner:
         return graph_input, config, thread_id
 
     async def ainvoke(
-        self, value: str | dict[str, Any] | None, *, thread_id: str | None = None
+        self, value: str | dict[str, Any] | None, *, thread_id: str | None = None,
+        resume: Any = None,
     ) -> RunResult:
         result = None
-        async for event in self.astream(value, thread_id=thread_id, tokens=False):
+        async for event in self.astream(value, thread_id=thread_id, tokens=False,
+                                        resume=resume):
             if event.kind == "done":
                 result = event.result
         assert result is not None  # astream always ends with "done"
@@ -134,10 +140,24 @@ class FlowRunner:
         thread_id: str | None = None,
         tokens: bool = True,
         config: dict[str, Any] | None = None,
+        resume: Any = None,
     ) -> AsyncIterator[RunEvent]:
         """Stream node updates (and model tokens), then a final 'done' event. `config`:
-        more LangGraph config for the run (callbacks, metadata), never its thread."""
-        graph_input, thread_config, thread_id = await self._prepare(value, thread_id)
+        more LangGraph config for the run (callbacks, metadata), never its thread.
+        `resume`: the answer to what the thread is paused for (no `value` then)."""
+        graph_input: Any
+        if resume is not None:
+            if value is not None:
+                raise FlowRunError("give an input or a resume value, not both")
+            if thread_id is None or not self.has_checkpointer:
+                raise FlowRunError("resuming needs the thread that paused (and its "
+                                   "checkpoints)")
+            config_of = {"configurable": {"thread_id": thread_id}}
+            if not (await self.graph.aget_state(config_of)).interrupts:  # type: ignore[arg-type]
+                raise FlowRunError(f"thread {thread_id} is not waiting for anything")
+            graph_input, thread_config = Command(resume=resume), config_of
+        else:
+            graph_input, thread_config, thread_id = await self._prepare(value, thread_id)
         config = {**(config or {}), **thread_config}  # type: ignore[assignment]
         modes: list[StreamMode] = ["updates", "values"]
         if tokens:
@@ -145,6 +165,7 @@ class FlowRunner:
         started = last = time.perf_counter()
         node_seconds: dict[str, float] = {}
         values: dict[str, Any] = {}
+        interrupts: list[Any] = []
         parts: AsyncIterator[Any] = self.graph.astream(graph_input, config, stream_mode=modes)
         async for mode, chunk in parts:
             if mode == "messages":
@@ -154,7 +175,9 @@ class FlowRunner:
             elif mode == "updates":
                 now = time.perf_counter()
                 for node, update in chunk.items():
-                    if node.startswith("__"):
+                    if node == "__interrupt__":
+                        interrupts.extend(getattr(i, "value", i) for i in update)
+                    if node not in self._node_ids:  # __interrupt__, a node's own tasks
                         continue
                     node_seconds[node] = node_seconds.get(node, 0.0) + now - last
                     yield RunEvent("update", node, data=update)
@@ -167,5 +190,6 @@ class FlowRunner:
             output_of(self.flow, values),
             time.perf_counter() - started,
             node_seconds,
+            interrupts,
         )
         yield RunEvent("done", result=result)

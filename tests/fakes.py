@@ -43,7 +43,8 @@ class ScriptedChatModel(BaseChatModel):
 class ScriptedModels:
     """A ModelProvider whose every alias answers through one reply function."""
 
-    def __init__(self, reply: Reply | Sequence[str], aliases: Sequence[str] = ("local",)):
+    def __init__(self, reply: Reply | Sequence[str],
+                 aliases: Sequence[str] = ("local", "local-embed")):
         if not callable(reply):
             script = list(reply)
             reply = lambda _messages: script.pop(0)  # noqa: E731

@@ -40,9 +40,11 @@ class ToolType:
     config: type[BaseModel]
     args: type[BaseModel]
     bind: Callable[[Any, NodeContext], Run]
+    examples: tuple[str, ...] = ()  # requests it answers (the agents' embedding selector)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description,
+                "examples": list(self.examples),
                 "config_schema": self.config.model_json_schema(),
                 "args_schema": self.args.model_json_schema()}
 
@@ -132,10 +134,14 @@ class ToolFailed(Exception):
 
 TOOL_TYPES: dict[str, ToolType] = {t.name: t for t in (
     ToolType("kb_search", "Search the knowledge base for passages about a topic; returns "
-             "numbered passages with their sources.", SearchConfig, SearchArgs, _bind_search),
+             "numbered passages with their sources.", SearchConfig, SearchArgs, _bind_search,
+             ("What does the documentation say about this?", "How do I set this up?",
+              "Explain how this feature works.")),
     ToolType("sql_query", "Answer a question from a SQL database (counts, totals, "
              "lists, rankings of its records); returns the SQL it ran and the rows.",
-             SqlConfig, SqlArgs, _bind_sql),
+             SqlConfig, SqlArgs, _bind_sql,
+             ("How many customers are there?", "What is the total of all orders?",
+              "List the top 5 products by sales.")),
 )}
 
 

@@ -12,7 +12,7 @@ import asyncio
 import json
 import os
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -151,10 +151,29 @@ def run(
     ] = None,
     models: ModelsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    resume: Annotated[str | None, typer.Option(
+        "--resume", help="Answer what the thread waits for (with --thread), as JSON: "
+                         "true, false, or {\"approved\": true, \"comment\": \"...\"}.")]
+    = None,
 ) -> None:
-    """Run a flow on one input. The thread id is printed so the next run can continue it."""
+    """Run a flow on one input. The thread id is printed so the next run can continue it.
+
+    A run that pauses for approval prints the request and how to resume it."""
     if input is not None and input_json is not None:
         raise UsageError("give --input or --input-json, not both")
+    resume_value: Any = None
+    if resume is not None:
+        if input is not None or input_json is not None:
+            raise UsageError("--resume answers a paused thread: give no --input with it")
+        if thread is None:
+            raise UsageError("--resume needs --thread, the thread that paused")
+        try:
+            resume_value = json.loads(resume)
+        except json.JSONDecodeError:
+            resume_value = resume  # a bare word: approve, reject
+        asyncio.run(_run(flow, None, thread, stream, database, models, as_json,
+                         resume_value))
+        return
     value: Any = input
     if input_json is not None:
         try:
@@ -168,23 +187,26 @@ def run(
 
 async def _run(
     path: Path, value: Any, thread: str | None, stream: bool, database: str | None,
-    models: Path | None, as_json: bool,
+    models: Path | None, as_json: bool, resume: Any = None,
 ) -> None:
     from flowloom.backends.context import default_build_context
     from flowloom.flows.checkpoint import open_checkpointer
     from flowloom.flows.compiler import compile_flow
-    from flowloom.flows.loader import load_flow
+    from flowloom.flows.loader import FolderFlows, examples_dir, load_flow
     from flowloom.flows.runtime import FlowRunner
 
     loaded = load_flow(path)
     for note in loaded.notes:
         _err(f"note: {path}: {note}")
-    ctx = default_build_context(models_config=models)
+    # a supervisor's sub-flows: beside the flow file first, then the examples
+    ctx = replace(default_build_context(models_config=models),
+                  flows=FolderFlows(path.parent, examples_dir()))
     async with open_checkpointer(database) as saver:
         runner = FlowRunner(loaded.flow, compile_flow(loaded.flow, ctx=ctx, checkpointer=saver))
         streamed = False
         result = None
-        async for event in runner.astream(value, thread_id=thread, tokens=stream):
+        async for event in runner.astream(value, thread_id=thread, tokens=stream,
+                                          resume=resume):
             if event.kind == "token" and not as_json:
                 streamed = True
                 typer.echo(event.text, nl=False)
@@ -195,14 +217,32 @@ async def _run(
     if as_json:
         _dump({"thread_id": result.thread_id, "output": result.output,
                "seconds": round(result.seconds, 3),
-               "node_seconds": {k: round(v, 3) for k, v in result.node_seconds.items()}})
+               "node_seconds": {k: round(v, 3) for k, v in result.node_seconds.items()},
+               **({"waiting": result.interrupts} if result.interrupts else {})})
         return
     if streamed:
         typer.echo()
+    elif result.interrupts:
+        for request in result.interrupts:
+            typer.echo(f"waiting: {_request_text(request)}")
+        typer.echo(f"resume: flowloom run {path} --thread {result.thread_id} "
+                   "--resume '{\"approved\": true}'   (or false, with a \"comment\")")
     else:
         output = result.output
         typer.echo(output if isinstance(output, str) else json.dumps(output, default=str))
     _err(f"thread: {result.thread_id}")
+
+
+def _request_text(request: Any) -> str:
+    """A pause's request in a line: the message, with the pending tool call or values."""
+    if not isinstance(request, dict):
+        return json.dumps(request, default=str)
+    text = str(request.get("message") or request.get("kind") or "input needed")
+    if request.get("error"):
+        text += f" ({request['error']})"
+    if request.get("values"):
+        text += f" {json.dumps(request['values'], default=str, ensure_ascii=False)}"
+    return text
 
 
 @app.command("models")
@@ -342,6 +382,11 @@ app.command("ingest")(ingest)
 from flowloom.ui.sql_cli import sql_app  # noqa: E402
 
 app.add_typer(sql_app, name="sql")
+
+from flowloom.ui.prompts_cli import export, prompts_app  # noqa: E402
+
+app.add_typer(prompts_app, name="prompts")
+app.command("export")(export)
 
 keys_app = typer.Typer(help="API keys of the server: create, list, revoke.",
                        no_args_is_help=True)

@@ -7,8 +7,10 @@ through the API; saving a flow recompiles it, so a saved flow is live at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,15 @@ from langgraph.graph.state import CompiledStateGraph
 
 from flowloom.flows.compiler import compile_flow
 from flowloom.flows.context import BuildContext
+from flowloom.flows.errors import FlowError
 from flowloom.flows.format import Flow
 from flowloom.flows.loader import load_flow
 from flowloom.flows.registry import NodeRegistry, default_registry
 from flowloom.flows.runtime import FlowRunner
 
 __all__ = ["ASSISTANT_NAMESPACE", "CompiledFlow", "FlowCatalog", "system_assistant_id"]
+
+logger = logging.getLogger("flowloom.server")
 
 # UUIDv5 namespace of flowloom's system assistants: one per flow, id derived from its id.
 ASSISTANT_NAMESPACE = uuid.UUID("8c5a6d0e-3f0b-5b7e-9a52-6f1c0d2a4b11")
@@ -64,24 +69,80 @@ class FlowCatalog:
         self.ctx = ctx
         self.registry = registry or default_registry()
         self._flows: dict[str, CompiledFlow] = {}
+        self._pending: dict[str, Flow] = {}  # flows being loaded, readable before compiled
         self._lock = asyncio.Lock()
 
+    # -- FlowSource: what a supervisor's routes compose --------------------------------
+
+    def flow_ids(self) -> list[str]:
+        return sorted({*self._flows, *self._pending})
+
+    def get_flow(self, flow_id: str) -> Flow | None:
+        if flow_id in self._pending:
+            return self._pending[flow_id]
+        compiled = self._flows.get(flow_id)
+        return None if compiled is None else compiled.flow
+
     def compile(self, flow: Flow, source: str) -> CompiledFlow:
-        graph = compile_flow(flow, registry=self.registry, ctx=self.ctx,
+        graph = compile_flow(flow, registry=self.registry, ctx=replace(self.ctx, flows=self),
                              checkpointer=self.checkpointer)
         return CompiledFlow(flow, graph, FlowRunner(flow, graph), source)
 
     def add(self, flow: Flow, source: str) -> CompiledFlow:
-        """Compile and (re)place `flow`; raises flow errors, leaving the old one live."""
+        """Compile and (re)place `flow`; raises flow errors, leaving the old one live.
+
+        Flows that run it (a supervisor's routes) are rebuilt with the new version; one
+        that no longer builds keeps its old graph."""
         compiled = self.compile(flow, source)
         self._flows[flow.id] = compiled
+        for dependent in self.dependents(flow.id):
+            with contextlib.suppress(FlowError):
+                self._flows[dependent.id] = self.compile(dependent.flow, dependent.source)
         return compiled
 
+    def dependents(self, flow_id: str) -> list[CompiledFlow]:
+        """Flows with a node that runs `flow_id`, directly or through another flow."""
+        found: list[CompiledFlow] = []
+        frontier = [flow_id]
+        while frontier:
+            target = frontier.pop()
+            for compiled in self._flows.values():
+                if compiled in found or compiled.id == flow_id:
+                    continue
+                if target in self._flow_refs(compiled.flow):
+                    found.append(compiled)
+                    frontier.append(compiled.id)
+        return found
+
+    def _flow_refs(self, flow: Flow) -> set[str]:
+        refs: set[str] = set()
+        for node in flow.nodes:
+            node_type = self.registry.get(node.type)
+            if node_type.flow_refs is not None:
+                refs |= set(node_type.flow_refs(node_type.params.model_validate(node.params)))
+        return refs
+
     def load_dir(self, folder: Path) -> list[str]:
-        """Add every `*.json` flow in `folder`; returns the ids added."""
-        added = []
+        """Add every `*.json` flow in `folder`; returns the ids added. All are read before
+        any is compiled, so a flow may run another from the same folder. A flow that
+        cannot be loaded or built (a model the gateway lacks, ...) is logged and left
+        out; the others are served."""
+        loaded = []
         for path in sorted(folder.glob("*.json")):
-            added.append(self.add(load_flow(path, self.registry).flow, f"file:{path}").id)
+            try:
+                loaded.append((load_flow(path, self.registry).flow, f"file:{path}"))
+            except FlowError as exc:
+                logger.error("flow file %s is not served: %s", path, exc)
+        self._pending = {flow.id: flow for flow, _ in loaded}
+        added = []
+        try:
+            for flow, source in loaded:
+                try:
+                    added.append(self.add(flow, source).id)
+                except FlowError as exc:
+                    logger.error("flow %s (%s) is not served: %s", flow.id, source, exc)
+        finally:
+            self._pending = {}
         return added
 
     def remove(self, flow_id: str) -> bool:

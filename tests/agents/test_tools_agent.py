@@ -28,7 +28,7 @@ def agent_flow(**params) -> dict:
         "state": {"messages": {"type": "messages"}, "agent_steps": {"type": "array"}},
         "nodes": [{"id": "agent", "type": "agent.tools@1", "params": {
             "tools": [{"name": "sql_query", "config": {"database": "demo"}}],
-            "mode": "react", **params}}],
+            "mode": "react", "select": "model", **params}}],
         "edges": [{"source": "START", "target": "agent"},
                   {"source": "agent", "target": "END"}],
     }
@@ -239,3 +239,26 @@ def test_parser_on_recorded_replies_of_the_bundled_model(text, expected):
 ])
 def test_parser_accepts_the_shapes_models_write(text, expected):
     assert parse_tool_calls(text, KNOWN) == expected
+
+
+async def test_a_stored_system_prompt_is_used_and_both_slots_are_refused(tmp_path):
+    from flowloom.flows.prompts import PromptStore
+
+    store = PromptStore(tmp_path / "prompts")
+    store.save("analyst", "You are the shop's analyst. Be terse.")
+    store.save("analyst", "You are the shop's analyst, version two.")
+
+    def agent(messages, turn):
+        assert str(messages[0].content).startswith("You are the shop's analyst. Be terse.")
+        return "none" if "Which tool should be used" in str(messages[0].content) else "Hi."
+
+    doc = agent_flow(mode="choose", system_prompt="analyst@1")
+    graph = compile_flow(load_flow(doc).flow, ctx=BuildContext(
+        models=scripted(agent), prompts=store, data_dir=tmp_path))
+    out = await graph.ainvoke({"messages": [("user", "Hello")]})
+    assert out["messages"][-1].content == "Hi."
+    with pytest.raises(FlowValidationError, match="not both"):
+        load_flow(agent_flow(system="Inline.", system_prompt="analyst@1"))
+    with pytest.raises(Exception, match="system_prompt: prompt 'analyst' has no version 9"):
+        compile_flow(load_flow(agent_flow(system_prompt="analyst@9")).flow, ctx=BuildContext(
+            models=scripted(agent), prompts=store, data_dir=tmp_path))

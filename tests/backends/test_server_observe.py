@@ -157,7 +157,8 @@ def test_models_without_a_gateway(scripted):
     models = get(scripted, "/models")
     assert models["gateway"] is False and models["provider"] == "ScriptedModels"
     assert models["default_chat"] == "local"
-    assert models["models"] == [{"alias": "local", "mode": None, "deployments": []}]
+    assert models["models"] == [{"alias": alias, "mode": None, "deployments": []}
+                                for alias in ("local", "local-embed")]
     assert get(scripted, "/models/health")["deployments"] == []
     calls = get(scripted, "/models/calls")
     assert calls["calls"] == [] and calls["total"]["calls"] == 0

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from flowloom.ui.app._approval import Pending, pending_from_event
+
 __all__ = ["NodeRun", "RunTrace", "run_input"]
 
 STREAM_MODES = ["updates", "debug"]
@@ -57,6 +59,7 @@ class NodeRun:
     output: Any = None
     error: str | None = None
     has_output: bool = False
+    waiting: bool = False  # paused inside the node, for a person's approval
 
     @property
     def duration_ms(self) -> float | None:
@@ -85,6 +88,7 @@ class RunTrace:
     steps: list[NodeRun] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     run_id: str | None = None
+    interrupts: list[Pending] = field(default_factory=list)  # what the run waits on
     started_at: float | None = None
     last_at: float | None = None
     done: bool = False
@@ -105,6 +109,9 @@ class RunTrace:
         self.last_at = at
         if "|" in event:  # a subgraph's event: the parent's node covers it
             return
+        if (paused := pending_from_event(event, data)) is not None:
+            self.interrupts = paused
+            self._mark_waiting(paused)
         if event == "metadata" and isinstance(data, dict):
             self.run_id = data.get("run_id")
         elif event == "error":
@@ -132,6 +139,19 @@ class RunTrace:
         elif event == "end":
             self.done = True
 
+    @property
+    def paused(self) -> bool:
+        """The run stopped to wait for a person's approval (not done, not failed)."""
+        return bool(self.interrupts) and not self.errors
+
+    def _mark_waiting(self, requests: list[Pending]) -> None:
+        for request in requests:
+            if request.node and (step := self._open(request.node)) is not None:
+                step.waiting = True
+            elif request.node and not any(s.name == request.node and s.waiting
+                                          for s in self.steps):
+                self.steps.append(NodeRun(request.node, started=self.last_at, waiting=True))
+
     def _task(self, kind: Any, payload: dict[str, Any], at: float) -> None:
         name = str(payload.get("name") or "?")
         if name.startswith("__"):
@@ -143,6 +163,9 @@ class RunTrace:
             if step is None:
                 step = NodeRun(name, task_id=payload.get("id"), started=at)
                 self.steps.append(step)
+            if payload.get("interrupts"):  # paused, not finished: nothing it wrote yet
+                step.waiting = True
+                return
             step.finished = at
             if payload.get("error"):
                 step.error = str(payload["error"])

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowloom.ui.app._approval import INTERRUPT_KEY, Pending, pending_from_event
+
 __all__ = [
     "RunReader",
     "is_ai",
@@ -14,6 +16,7 @@ __all__ = [
     "message_text",
     "sort_threads",
     "thread_label",
+    "thread_labels",
     "turn_updates",
 ]
 
@@ -36,12 +39,20 @@ def is_ai(message: Any) -> bool:
     return isinstance(message, dict) and message.get("type") in AI_TYPES
 
 
-def last_ai_text(values: Any) -> str | None:
+def last_ai_text(values: Any, *, skip_ids: Iterable[Any] = ()) -> str | None:
+    """The text of the last AI message in `values`, passing over those in `skip_ids`."""
     messages = values.get("messages") if isinstance(values, dict) else None
+    skip = set(skip_ids)
     for message in reversed(messages or []):
-        if is_ai(message) and (text := message_text(message)):
+        if (is_ai(message) and not (message.get("id") and message.get("id") in skip)
+                and (text := message_text(message))):
             return text
     return None
+
+
+def _message_ids(values: Any) -> set[Any]:
+    messages = values.get("messages") if isinstance(values, dict) else None
+    return {m.get("id") for m in messages or [] if isinstance(m, dict) and m.get("id")}
 
 
 def sort_threads(threads: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -57,11 +68,23 @@ def thread_label(thread: dict[str, Any]) -> str:
     return f"{name or 'Untitled'} · {created or short}"
 
 
+def thread_labels(threads: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """Thread id -> its label, made unique: threads with the same name and minute get
+    their short ids added (a selectbox tells its options apart by their labels)."""
+    labels = {str(t.get("thread_id")): thread_label(t) for t in threads}
+    counts: dict[str, int] = {}
+    for label in labels.values():
+        counts[label] = counts.get(label, 0) + 1
+    return {tid: f"{label} · {tid[:8]}" if counts[label] > 1 else label
+            for tid, label in labels.items()}
+
+
 @dataclass
 class RunReader:
     """Reads a run's events once: `segments()` yields, per node that streams tokens, a
     generator of its text chunks (for `st.write_stream`); everything else is kept —
-    final `values`, node `updates` in order, the `error`, the `run_id`.
+    final `values`, node `updates` in order, the `error`, the `run_id`, and the
+    `interrupts` the run paused on (a request for approval: see `_approval`).
 
     Chunks tagged `nostream` (e.g. a router's classifier) are skipped. A page shows each
     segment in the same place, so the last streaming node's answer is what stays."""
@@ -71,9 +94,13 @@ class RunReader:
     updates: list[tuple[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None
     run_id: str | None = None
+    interrupts: list[Pending] = field(default_factory=list)
     texts: list[tuple[str | None, str]] = field(default_factory=list)
     done: bool = False
     _iter: Iterator[Any] | None = field(default=None, init=False, repr=False)
+    # ids of the messages in the run's first `values` (the thread before this run wrote)
+    _before: set[Any] = field(default_factory=set, init=False, repr=False)
+    _later_values: bool = field(default=False, init=False, repr=False)
     _pending: tuple[str | None, str] | None = field(default=None, init=False, repr=False)
 
     def _next_token(self) -> tuple[str | None, str] | None:
@@ -90,12 +117,19 @@ class RunReader:
         return None
 
     def _take(self, name: str, data: Any) -> tuple[str | None, str] | None:
+        if (paused := pending_from_event(name, data)) is not None:
+            self.interrupts = paused
         if name == "metadata" and isinstance(data, dict):
             self.run_id = data.get("run_id")
         elif name == "values" and isinstance(data, dict):
+            if self.values is None:
+                self._before = _message_ids(data)
+            else:
+                self._later_values = True
             self.values = data
         elif name == "updates" and isinstance(data, dict):
-            self.updates.extend((str(node), update) for node, update in data.items())
+            self.updates.extend((str(node), update) for node, update in data.items()
+                                if node != INTERRUPT_KEY)
         elif name == "error":
             self.error = data if isinstance(data, dict) else {"message": str(data)}
         elif name == "messages" and isinstance(data, list) and len(data) == 2:
@@ -133,33 +167,44 @@ class RunReader:
             pass
 
     @property
+    def paused(self) -> bool:
+        """The run stopped to wait for a person (its stream ended with an interrupt)."""
+        return bool(self.interrupts) and self.error is None
+
+    @property
     def streamed(self) -> str | None:
         """The last streaming node's text."""
         return self.texts[-1][1] if self.texts else None
 
     @property
     def answer(self) -> str | None:
-        """The final AI message when the run's values have one, else what streamed."""
-        return last_ai_text(self.values) or self.streamed
+        """The final AI message this run wrote when its values have one (not an earlier
+        turn's: those were in its first `values`), else what streamed."""
+        skip = self._before if self._later_values else set()
+        return last_ai_text(self.values, skip_ids=skip) or self.streamed
 
 
 def turn_updates(history: list[dict[str, Any]]) -> dict[str, list[tuple[str, Any]]]:
     """From a thread's history (newest first, as the API returns it): per run, the node
     updates it made (each checkpoint's finished tasks and their writes), keyed by the id of
-    the last AI message that run wrote — so panels can be drawn under past answers."""
-    by_run: dict[str, list[tuple[str, Any]]] = {}
-    order: list[str] = []
-    for snapshot in reversed(history):
-        run_id = (snapshot.get("metadata") or {}).get("run_id")
+    the last AI message that run wrote — so panels can be drawn under past answers.
+
+    A task that paused (it has `interrupts`) and finished later, resumed by another run,
+    counts for the run that wrote the next checkpoint: the one that resumed it."""
+    snapshots = list(reversed(history))
+    run_ids = [(s.get("metadata") or {}).get("run_id") for s in snapshots]
+    order = list(dict.fromkeys(r for r in run_ids if r))
+    by_run: dict[str, list[tuple[str, Any]]] = {r: [] for r in order}
+    for i, snapshot in enumerate(snapshots):
+        run_id = run_ids[i]
         if not run_id:
             continue
-        if run_id not in by_run:
-            by_run[run_id] = []
-            order.append(run_id)
+        resumed_by = next((r for r in run_ids[i + 1:] if r), None)
         for task in snapshot.get("tasks") or []:
             result = task.get("result")
             if isinstance(result, dict) and task.get("name"):
-                by_run[run_id].append((str(task["name"]), result))
+                owner = resumed_by if task.get("interrupts") and resumed_by else run_id
+                by_run[owner].append((str(task["name"]), result))
     out: dict[str, list[tuple[str, Any]]] = {}
     for run_id in order:
         updates = by_run[run_id]

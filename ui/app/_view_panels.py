@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 ROUTE_KEY = "route"
+APPROVAL_KEY = "approval"  # where human.approve@1 writes its decision by default
 
 
 @dataclass
@@ -73,13 +74,16 @@ def register_panel(kind: PanelKind) -> PanelKind:
 
 
 def router_fields(flow: Mapping[str, Any] | None) -> dict[str, str]:
-    """Router node id -> the state field it writes its decision to, from a flow document."""
+    """Router node id -> the state field it writes its decision to, from a flow document
+    (a `human.approve` node counts: it branches on the reviewer's decision)."""
     fields: dict[str, str] = {}
     for node in (flow or {}).get("nodes") or []:
         node_type = str(node.get("type") or "")
-        if node_type.startswith("router."):
+        default = (ROUTE_KEY if node_type.startswith("router.")
+                   else APPROVAL_KEY if node_type.startswith("human.approve@") else None)
+        if default is not None:
             fields[str(node.get("id"))] = str((node.get("params") or {}).get("output")
-                                              or ROUTE_KEY)
+                                              or default)
     return fields
 
 

@@ -31,8 +31,9 @@ and the `st-key-<key>` CSS class Streamlit puts on each widget's container):
 - Save: button "Save" (`builder_save`); a refusal lists the problems. Then chat with the
   flow on the Chat page, or here: text area "Input" (`builder_run_input`), button "Run"
   (`builder_run`; saves unsaved changes first), results under "Run results".
-- Export: download button "Export JSON" (`builder_export`) gives `<id>.json` exactly as
-  `GET /flows/<id>` returns it after a save. Import: file uploader "Import JSON"
+- Export: download button "Export JSON" (`builder_export`) gives `<id>.json`; after a
+  save exactly as `GET /flows/<id>/export` returns it (prompt refs pinned to versions,
+  which the file carries). Import: file uploader "Import JSON"
   (`builder_import_file`), or paste into "Flow JSON" (`builder_import_text`) and click
   "Import" (`builder_import`).
 - Open a saved flow: selectbox "Open flow" (`builder_open_id`) and button "Open"
@@ -54,6 +55,7 @@ from streamlit_flow import StreamlitFlowEdge, StreamlitFlowNode, StreamlitFlowSt
 from streamlit_flow.layouts import ManualLayout
 
 from flowloom.ui.app import builder_model as bm
+from flowloom.ui.app._approval import describe
 from flowloom.ui.app._builder_forms import FieldSpec, form_fields, model_options, parse_json
 from flowloom.ui.app._builder_run import STREAM_MODES, RunTrace, run_input
 from flowloom.ui.app.common import api, call, show_problems
@@ -149,17 +151,39 @@ def _aliases(field: str) -> list[str] | None:
 
 
 def _server_choices(source: str | None) -> list[str] | None:
-    """Names the server lists for a param (`knowledge_bases`: GET /kbs), fetched once per
-    rerun; None (free text) when the server has no such list."""
-    if source != "knowledge_bases":
+    """Names the server lists for a param (`knowledge_bases`: GET /kbs; `prompts`: GET
+    /prompts, as name@latest and name@N), fetched once per rerun; None (free text) when
+    the server has no such list."""
+    if source not in ("knowledge_bases", "prompts"):
         return None
     cache = S.setdefault("bld_choices", {})
     if source not in cache:
         try:
-            cache[source] = [str(kb["name"]) for kb in api().kbs()]
+            if source == "knowledge_bases":
+                cache[source] = [str(kb["name"]) for kb in api().kbs()]
+            else:
+                cache[source] = [ref for p in api().prompts() for ref in (
+                    f"{p['name']}@latest",
+                    *(f"{p['name']}@{v}" for v in reversed(p.get("versions") or [])))]
         except (ApiError, KeyError, TypeError):
             cache[source] = None
     return cache[source]  # type: ignore[no-any-return]
+
+
+def _export_text(doc: dict[str, Any], saved: bool) -> str:
+    """The file Export JSON gives: for a saved flow the server's export (prompt refs
+    pinned to versions, which the file carries), else the document as it is."""
+    if not saved or not doc.get("id"):
+        return bm.canonical_json(doc)
+    cache = S.setdefault("bld_export", {})
+    key = bm.doc_hash(doc)
+    if key not in cache:
+        try:
+            cache.clear()
+            cache[key] = api().export_flow(str(doc["id"]))
+        except ApiError:
+            return bm.canonical_json(doc)
+    return cache[key]  # type: ignore[no-any-return]
 
 
 def _validate(doc: dict[str, Any]) -> dict[str, Any]:
@@ -564,11 +588,11 @@ def _toolbar() -> None:
                    disabled=not S.bld_undo)
     cols[4].button("Delete", key="builder_delete", icon=":material/delete:",
                    on_click=lambda: S.__setitem__("bld_confirm_delete", True))
-    cols[5].download_button("Export JSON", data=bm.canonical_json(doc),
+    unsaved = S.bld_saved != bm.doc_hash(doc)
+    cols[5].download_button("Export JSON", data=_export_text(doc, not unsaved),
                             file_name=f"{doc.get('id') or 'flow'}.json",
                             mime="application/json", key="builder_export",
                             icon=":material/download:", on_click="ignore")
-    unsaved = S.bld_saved != bm.doc_hash(doc)
     cols[6].markdown(f"`{doc.get('id')}`" + (" · :orange[unsaved]" if unsaved else " · saved"))
     if S.get("bld_confirm_delete"):
         st.warning(f"Delete flow {doc.get('id')!r} from the server?")
@@ -732,15 +756,32 @@ def _show_trace(trace: RunTrace, where: Any) -> None:
             st.error(f"Run failed: {error}", icon=":material/error:")
         for step in trace.steps:
             ms = step.duration_ms
-            timing = f"{ms:.0f} ms" if ms is not None else "running…"
+            timing = ("waiting for approval" if step.waiting and not step.has_output
+                      else f"{ms:.0f} ms" if ms is not None else "running…")
             with st.container(border=True):
                 st.markdown(f"`{step.name}` · {timing}")
                 if step.error:
                     st.error(step.error)
                 if step.has_output:
                     st.json(step.output, expanded=False)
-        if trace.done and not trace.errors:
+        if trace.paused:
+            _show_paused(trace)
+        elif trace.done and not trace.errors:
             st.caption(f"Done: {len(trace.steps)} node run(s).")
+
+
+def _show_paused(trace: RunTrace) -> None:
+    """A test run that stopped for a person's approval: what it waits on. The Builder's
+    test runs have no thread to resume, so approving happens on the Chat page."""
+    for request in trace.interrupts:
+        st.warning(f"Waiting for {describe(request)}", icon=":material/pending_actions:")
+        if request.is_tool:
+            st.json(request.args, expanded=True)
+        elif request.values:
+            st.json(request.values, expanded=False)
+    st.caption(f"Paused after {sum(not s.waiting for s in trace.steps)} node run(s). "
+               "A test run here has no thread to resume: chat with the flow on the Chat "
+               "page to approve or reject and see the rest of the run.")
 
 
 def _show_flash() -> None:

@@ -1,0 +1,54 @@
+"""The agent examples end to end on the bundled model (no mocks): the support router
+sends a shop-data question to the SQL flow and a flowloom question to the RAG flow (over
+the `demo` knowledge base made from the shipped docs), each run as a subgraph; the
+assertions are on routes, state and one fact the database holds."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from dataclasses import replace
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from flowloom.backends.context import default_build_context
+from flowloom.flows.compiler import compile_flow
+from flowloom.flows.loader import FolderFlows, examples_dir, load_flow
+from flowloom.flows.runtime import FlowRunner
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+async def router(model_home, running_model_service):
+    from flowloom.backends.server.kbs_api import demo_corpus
+    from flowloom.retrievers.errors import KnowledgeBaseExists
+    from flowloom.retrievers.kb import knowledge_bases
+
+    ctx = replace(default_build_context(home=model_home), flows=FolderFlows(examples_dir()))
+    kbs = knowledge_bases(model_home, ctx.models)
+    with contextlib.suppress(KnowledgeBaseExists):
+        kbs.create("demo")
+    await kbs.aingest("demo", sorted(demo_corpus().glob("*.md")))  # unchanged files: no-op
+    flow = load_flow(examples_dir() / "support_router.json").flow
+    return FlowRunner(flow, compile_flow(flow, ctx=ctx, checkpointer=InMemorySaver()))
+
+
+async def test_a_data_question_goes_to_the_sql_flow(router, model_home):
+    from flowloom.tools.sql.demo_data import ensure_demo_db
+
+    orders = sqlite3.connect(ensure_demo_db(model_home)).execute(
+        "SELECT COUNT(*) FROM orders").fetchone()[0]
+    result = await router.ainvoke("How many orders are there?")
+    assert result.values["route"] == "data"
+    assert result.values["sql"]["rows"] == [[orders]]
+    assert str(orders) in result.output
+
+
+async def test_a_flowloom_question_goes_to_the_rag_flow(router):
+    result = await router.ainvoke("How does flowloom validate a flow?")
+    assert result.values["route"] == "docs"
+    documents = result.values["documents"]
+    assert documents and documents[0]["filename"] == "flows.md"
+    assert "Sources:" in result.output and "sql" not in result.values
