@@ -123,20 +123,23 @@ class FlowCatalog:
         return refs
 
     def load_dir(self, folder: Path) -> list[str]:
-        """Add every `*.json` flow in `folder`; returns the ids added. All are read before
-        any is compiled, so a flow may run another from the same folder. A flow that
-        cannot be loaded or built (a model the gateway lacks, ...) is logged and left
-        out; the others are served."""
+        """Add every `*.json` flow in `folder` (see `add_many`); returns the ids added."""
         loaded = []
         for path in sorted(folder.glob("*.json")):
             try:
                 loaded.append((load_flow(path, self.registry).flow, f"file:{path}"))
             except FlowError as exc:
                 logger.error("flow file %s is not served: %s", path, exc)
-        self._pending = {flow.id: flow for flow, _ in loaded}
+        return self.add_many(loaded)
+
+    def add_many(self, flows: list[tuple[Flow, str]]) -> list[str]:
+        """Add `(flow, source)` pairs; returns the ids added. All are readable before any
+        is compiled, so one may run another of them. A flow that cannot be built (a model
+        the gateway lacks, ...) is logged and left out; the others are served."""
+        self._pending = {flow.id: flow for flow, _ in flows}
         added = []
         try:
-            for flow, source in loaded:
+            for flow, source in flows:
                 try:
                     added.append(self.add(flow, source).id)
                 except FlowError as exc:

@@ -110,3 +110,30 @@ async def test_supervisor_runs_catalogue_flows_and_follows_a_saved_sub_flow(serv
     assert put.status_code == 200, put.text
     out = await client.runs.wait(None, "front", input=user("where is my order"))
     assert out["messages"][-1]["content"] == "parcel here" and out["desk"] == "parcel"
+
+
+async def test_a_saved_supervisor_and_its_saved_sub_flow_come_back_after_a_restart(
+        tmp_path):
+    settings = ServerSettings(database=f"sqlite:///{tmp_path}/fl.sqlite", home=tmp_path,
+                              flows_dirs=())
+    front = supervisor_flow(routes=[{"label": "orders", "flow": "zz_desk", "value": "o"}],
+                            default="orders")
+    front["id"] = "aa_front"  # sorts (and is loaded) before the flow it runs
+
+    def start():
+        return run_server(create_app(settings, ctx=BuildContext(
+            models=ScriptedModels(_reply), data_dir=tmp_path)))
+
+    first = start()
+    url = next(first)
+    assert httpx.put(f"{url}/flows/zz_desk", json=sub_flow("zz_desk", "saved")).is_success
+    assert httpx.put(f"{url}/flows/aa_front", json=front).is_success
+    next(first, None)  # stop it
+    second = start()
+    url = next(second)
+    try:
+        out = await get_client(url=url, api_key=None).runs.wait(
+            None, "aa_front", input=user("any order"))
+        assert out["messages"][-1]["content"] == "saved here"
+    finally:
+        next(second, None)
