@@ -1,7 +1,9 @@
-"""flowloom.tools: tools flows can call; `tool.sql` answers questions from a database."""
+"""flowloom.tools: tools flows can call; `tool.sql` answers questions from a database,
+`tool.causal` cause-and-effect questions from a dataset."""
 
+from flowloom.tools import causal_tool
 from flowloom.tools.sql import node
 
 __all__ = ["NODE_TYPES"]
 
-NODE_TYPES = [node.NODE_TYPE]
+NODE_TYPES = [node.NODE_TYPE, causal_tool.NODE_TYPE]

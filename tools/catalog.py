@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from flowloom.flows.errors import FlowBuildError
 from flowloom.flows.home import flowloom_home
 from flowloom.flows.registry import NodeContext
+from flowloom.tools import causal_tool
 
 __all__ = ["TOOL_TYPES", "ToolType", "as_langchain_tool", "tool_catalogue"]
 
@@ -41,6 +42,14 @@ class ToolType:
     args: type[BaseModel]
     bind: Callable[[Any, NodeContext], Run]
     examples: tuple[str, ...] = ()  # requests it answers (the agents' embedding selector)
+    # the args' JSON Schema for one config (e.g. the dataset's columns as an enum); the
+    # model writes arguments to it; default: `args`' own schema
+    schema_for: Callable[[Any, NodeContext], dict[str, Any]] | None = None
+
+    def args_schema(self, config: BaseModel, ctx: NodeContext) -> dict[str, Any]:
+        if self.schema_for is not None:
+            return self.schema_for(config, ctx)
+        return self.args.model_json_schema()
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description,
@@ -142,6 +151,15 @@ TOOL_TYPES: dict[str, ToolType] = {t.name: t for t in (
              SqlConfig, SqlArgs, _bind_sql,
              ("How many customers are there?", "What is the total of all orders?",
               "List the top 5 products by sales.")),
+    ToolType("causal_query", "Answer cause-and-effect questions from a dataset: the "
+             "effect of changing one column on another, what would have happened to one "
+             "row had it been different, what caused an unusual value; returns the "
+             "numbers and a reading.", causal_tool.CausalConfig, causal_tool.QueryArgs,
+             causal_tool.bind,
+             ("What is the effect of a discount on churn?", "What would happen to "
+              "spending if we raised prices?", "Would this customer have churned without "
+              "the price increase?", "Why is this customer's churn score so high?"),
+             schema_for=causal_tool.args_schema),
 )}
 
 

@@ -383,6 +383,10 @@ from flowloom.ui.sql_cli import sql_app  # noqa: E402
 
 app.add_typer(sql_app, name="sql")
 
+from flowloom.ui.causal_cli import causal_app  # noqa: E402
+
+app.add_typer(causal_app, name="causal")
+
 from flowloom.ui.prompts_cli import export, prompts_app  # noqa: E402
 
 app.add_typer(prompts_app, name="prompts")

@@ -172,6 +172,6 @@ async def test_few_shot_examples_linking_and_timeout_params(tmp_path: Path) -> N
 
 def test_linking_needs_an_embedding_model(tmp_path: Path) -> None:
     with pytest.raises(FlowBuildError, match="embed_model 'local-embed'"):
-        runner(sql_flow(link_tables=2), ScriptedModels([]), tmp_path)
+        runner(sql_flow(link_tables=2), ScriptedModels([], aliases=("local",)), tmp_path)
     with pytest.raises(FlowValidationError, match="examples"):
         load_flow(sql_flow(examples=[{"question": "q"}]), REGISTRY)

@@ -1,0 +1,148 @@
+"""Causal graphs and tables: parsing (edge text, DOT, JSON, pairs), validation errors that
+name the cycle and list the columns, the confounders shorthand, and tables from CSV files
+and checked, read-only SQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flowloom.tools.causal import (
+    CausalError,
+    CausalGraph,
+    confounders_graph,
+    load_table,
+    parse_graph,
+    prepare_table,
+    validate_graph,
+)
+
+COLUMNS = ["a", "b", "x", "y"]
+
+
+@pytest.mark.parametrize("text", [
+    "a -> b; b -> c",
+    "a -> b\nb -> c\n",
+    "a -> b -> c",
+    "a -> b, b -> c",
+    "# a comment\na->b;b->c",
+    "digraph G { a -> b; b -> c }",
+    'digraph { rankdir=LR; node [shape=box]; "a" -> b [label="x"]\n b -> c; c }',
+    '[["a", "b"], ["b", "c"]]',
+])
+def test_the_forms_of_one_graph(text: str) -> None:
+    assert parse_graph(text).edges == (("a", "b"), ("b", "c"))
+
+
+def test_lists_chains_pairs_and_duplicates() -> None:
+    assert parse_graph("z1, z2 -> x, y").edges == (
+        ("z1", "x"), ("z1", "y"), ("z2", "x"), ("z2", "y"))
+    assert parse_graph("digraph { a -> {b c} -> d }").edges == (
+        ("a", "b"), ("a", "c"), ("b", "d"), ("c", "d"))
+    assert parse_graph([["a", "b"], ("a", "b"), "b -> c"]).edges == (("a", "b"), ("b", "c"))
+    assert parse_graph('"unit price" -> sales').edges == (("unit price", "sales"),)
+    graph = parse_graph("z -> x; z -> y; x -> y")
+    assert graph.nodes == ("z", "x", "y") and graph.parents("y") == ("z", "x")
+    assert str(graph) == "z -> x; z -> y; x -> y"
+    assert graph.key() == parse_graph("x -> y; z -> y; z -> x").key()
+
+
+@pytest.mark.parametrize(("text", "match"), [
+    ("a b", r"'a b' is not an edge; write 'cause -> effect'"),
+    ("a -- b", "undirected"),
+    ("a -> ", "empty name"),
+    ("graph { a -- b }", "undirected"),
+    ("digraph { a -> b ", "closing"),
+    ("[1, 2]", "item 1"),
+    ("[[oops", "not valid JSON"),
+])
+def test_text_that_is_not_edges(text: str, match: str) -> None:
+    with pytest.raises(CausalError, match=match):
+        parse_graph(text)
+
+
+def test_validation_names_the_problem_and_what_is_valid() -> None:
+    with pytest.raises(CausalError) as unknown:
+        validate_graph(parse_graph("a -> x; x -> z"), COLUMNS)
+    assert str(unknown.value) == ("graph: edge 'x -> z': 'z' is not a column; "
+                                  "columns: a, b, x, y")
+    with pytest.raises(CausalError, match=r"'yy' is not a column \(did you mean 'y'\?\) "
+                                          r"\(also not columns: q\)"):
+        validate_graph(parse_graph("x -> yy; q -> x"), COLUMNS)
+    with pytest.raises(CausalError, match=r"graph: cycle (a -> x -> y -> a|x -> y -> a -> x|"
+                                          r"y -> a -> x -> y); a causal graph must be acyclic"):
+        validate_graph(parse_graph("b -> a; a -> x; x -> y; y -> a"), COLUMNS)
+    with pytest.raises(CausalError, match="'x -> x' is a self-loop"):
+        validate_graph(parse_graph("a -> x; x -> x"), COLUMNS)
+    with pytest.raises(CausalError, match="no edges"):
+        validate_graph(CausalGraph(()), COLUMNS)
+    validate_graph(parse_graph("a -> x; b -> x; x -> y"), COLUMNS)
+
+
+def test_confounders_shorthand() -> None:
+    everyone = confounders_graph(COLUMNS, "x", "y", "*")
+    assert everyone.edges == (("a", "x"), ("a", "y"), ("b", "x"), ("b", "y"), ("x", "y"))
+    assert confounders_graph(COLUMNS, "x", "y", "b").edges == (
+        ("b", "x"), ("b", "y"), ("x", "y"))
+    assert confounders_graph(COLUMNS, "x", "y", []).edges == (("x", "y"),)
+    with pytest.raises(CausalError, match="confounders: 'c' is not a column; columns: a, b"):
+        confounders_graph(COLUMNS, "x", "y", "a, c")
+    with pytest.raises(CausalError, match="treatment: 'w' is not a column"):
+        confounders_graph(COLUMNS, "w", "y", "*")
+    with pytest.raises(CausalError, match="is the treatment or the outcome"):
+        confounders_graph(COLUMNS, "x", "y", ["a", "y"])
+
+
+def test_a_csv_table_keeps_the_graphs_columns_as_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"name": [f"n{i}" for i in range(30)], "flag": [i % 2 == 0 for i in range(30)],
+                  "x": range(30), "y": [float(i) * 2 for i in range(30)]}).to_csv(path,
+                                                                               index=False)
+    table = load_table(csv=path)
+    assert list(table.columns) == ["name", "flag", "x", "y"]
+    numbers = load_table(csv=path, graph=parse_graph("flag -> y; x -> y"))
+    assert list(numbers.columns) == ["flag", "y", "x"]
+    assert numbers.dtypes.eq("float64").all() and numbers["flag"].iloc[:2].tolist() == [1, 0]
+    with pytest.raises(CausalError, match=r"column name \(e.g. 'n0'\) is not numeric"):
+        prepare_table(table, parse_graph("name -> y"))
+    with pytest.raises(CausalError, match="more than 10 rows"):
+        load_table(csv=path, max_rows=10)
+    with pytest.raises(CausalError, match="no such file"):
+        load_table(csv=tmp_path / "nope.csv")
+    with pytest.raises(CausalError, match="give a CSV file, or a connection"):
+        load_table()
+
+
+def test_rows_with_missing_values_are_dropped_keeping_row_numbers() -> None:
+    table = pd.DataFrame({"x": [float(i) for i in range(30)], "y": [1.0] * 30})
+    table.loc[3, "x"] = None
+    numbers = prepare_table(table, parse_graph("x -> y"))
+    assert len(numbers) == 29 and 3 not in numbers.index and numbers.loc[4, "x"] == 4.0
+    with pytest.raises(CausalError, match="at least 20"):
+        prepare_table(table.head(10), parse_graph("x -> y"))
+
+
+def test_sql_through_a_named_connection_and_the_guard(tmp_path: Path) -> None:
+    db = tmp_path / "shop.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, discount REAL, total REAL)")
+        conn.executemany("INSERT INTO orders (discount, total) VALUES (?, ?)",
+                         [(i % 3, 10.0 + i) for i in range(40)])
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "connections.yaml").write_text(f"shop: sqlite:///{db}\n")
+    table = load_table(connection="shop", sql="SELECT discount, total FROM orders", home=home)
+    assert list(table.columns) == ["discount", "total"] and len(table) == 40
+    with pytest.raises(CausalError, match="more than 30 rows"):
+        load_table(connection="shop", sql="SELECT * FROM orders", home=home, max_rows=30)
+    with pytest.raises(CausalError, match="sql: refused: only"):
+        load_table(connection="shop", sql="DELETE FROM orders", home=home)
+    with pytest.raises(CausalError, match="sql: refused: unknown column"):
+        load_table(connection="shop", sql="SELECT price FROM orders", home=home)
+    with pytest.raises(CausalError, match="connection: .*valid: demo, shop"):
+        load_table(connection="nope", sql="SELECT 1", home=home)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM orders").fetchone() == (40,)
