@@ -58,6 +58,15 @@ OBSERVATION_CHARS = 2000
 _CALL_TEXT = re.compile(r"^\s*\w+\(\s*\{")  # `kb_search({"query": ...})` is not an answer
 
 
+class ToolExample(BaseModel):
+    """A request and the arguments the tool should get for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request: str = Field(..., min_length=1)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
 class ToolUse(BaseModel):
     """One tool the agent may call, with its config (see the tool's config schema)."""
 
@@ -68,13 +77,29 @@ class ToolUse(BaseModel):
                                    description="The tool's settings (resource names).")
     description: str = Field("", description="What this tool is for here (e.g. what the "
                              "knowledge base holds); default: the tool's own description.")
-    examples: list[str] = Field(default_factory=list,
-                                description="Requests this tool answers (they guide the "
-                                            "embedding selector).")
+    examples: list[str | ToolExample] = Field(
+        default_factory=list,
+        description="Requests this tool answers (they guide the embedding selector); with "
+                    "`args`, also shown to the model as worked examples of its arguments.")
+
+    def requests(self) -> list[str]:
+        return [e if isinstance(e, str) else e.request for e in self.examples]
+
+    def worked(self) -> list[ToolExample]:
+        return [e for e in self.examples if isinstance(e, ToolExample)]
 
     @model_validator(mode="after")
     def _check(self) -> ToolUse:
         TOOL_TYPES[self.name].config(**self.config)  # its errors name config.<field>
+        for i, example in enumerate(self.examples):
+            if isinstance(example, str):
+                continue
+            try:
+                TOOL_TYPES[self.name].args(**example.args)
+            except ValidationError as exc:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                     for e in exc.errors())
+                raise ValueError(f"examples[{i}].args: {problems}") from None
         return self
 
 
@@ -177,12 +202,12 @@ def state_refs(params: Params) -> Iterator[StateRef]:
         yield StateRef("structured.output", params.structured.output, "write")
 
 
-def tools_prompt(uses: list[ToolUse]) -> str:
+def tools_prompt(uses: list[ToolUse], schemas: dict[str, dict[str, Any]]) -> str:
     """The tools and how to call them, for the system prompt."""
     lines = ["You can call these tools:"]
     for use in uses:
         spec = TOOL_TYPES[use.name]
-        props = spec.args.model_json_schema().get("properties", {})
+        props = schemas[use.name].get("properties", {})
         args = ", ".join(f"\"{k}\": <{v.get('type', 'string')}: {v.get('description', '')}>"
                          for k, v in props.items())
         lines.append(f"- {spec.name}: {use.description or spec.description} "
@@ -193,6 +218,14 @@ def tools_prompt(uses: list[ToolUse]) -> str:
               "call another tool or answer. When you can answer, or no tool helps, reply "
               "with the answer in plain words, not JSON."]
     return "\n".join(lines)
+
+
+def _arg_help(prop: dict[str, Any]) -> str:
+    """An argument's description, with its allowed values when the schema lists them."""
+    choices = prop.get("enum") or next((b["enum"] for b in prop.get("anyOf", [])
+                                        if "enum" in b), None)
+    text = str(prop.get("description", ""))
+    return f"{text}; one of: {', '.join(map(str, choices))}" if choices else text
 
 
 def _observation(value: Any) -> str:
@@ -229,15 +262,18 @@ def build(params: Params, ctx: NodeContext) -> Any:
     chat = models.chat_model(params.model, temperature=params.temperature,
                              max_tokens=params.max_tokens, streaming=False)
     runs = {}
+    schemas: dict[str, dict[str, Any]] = {}  # each tool's args schema, for its config
     for i, use in enumerate(params.tools):
         spec = TOOL_TYPES[use.name]
         try:
-            runs[use.name] = spec.bind(spec.config(**use.config), ctx)
+            config = spec.config(**use.config)
+            runs[use.name] = spec.bind(config, ctx)
+            schemas[use.name] = spec.args_schema(config, ctx)
         except FlowBuildError as exc:
             raise FlowBuildError(f"tools[{i}] ({use.name}): {exc}", node_id=ctx.node_id) \
                 from None
     system = Template(resolve_text(ctx, "system_prompt", params.system, params.system_prompt))
-    tool_text = tools_prompt(params.tools)
+    tool_text = tools_prompt(params.tools, schemas)
     known = set(runs)
     node_id = ctx.node_id
     approve = set(params.approve_tools)
@@ -370,8 +406,10 @@ def build(params: Params, ctx: NodeContext) -> Any:
                     f"{'s' if len(steps) != 1 else ''} I had no answer.")
         return text
 
-    menu = "\n".join(f"- {u.name}: {u.description or TOOL_TYPES[u.name].description}"
-                     for u in params.tools)
+    descriptions = {u.name: u.description or TOOL_TYPES[u.name].description
+                    for u in params.tools}
+    worked = {u.name: u.worked() for u in params.tools}
+    menu = "\n".join(f"- {name}: {text}" for name, text in descriptions.items())
     selector = None
     if params.mode == "choose" and (
             params.select == "embedding"
@@ -379,7 +417,7 @@ def build(params: Params, ctx: NodeContext) -> Any:
         require_model(ctx, params.embed_model)
         selector = SemanticChoice(models, params.embed_model, {
             **{u.name: [u.description or TOOL_TYPES[u.name].description,
-                        *TOOL_TYPES[u.name].examples, *u.examples] for u in params.tools},
+                        *TOOL_TYPES[u.name].examples, *u.requests()] for u in params.tools},
             "none": NO_TOOL_EXAMPLES})
 
     async def choose(state: dict[str, Any], conversation: list[BaseMessage],
@@ -403,15 +441,18 @@ def build(params: Params, ctx: NodeContext) -> Any:
         """The arguments the model writes for `name` (constrained to the tool's args
         schema where the engine can); the user's message for a tool of one text argument
         when its reply is not a JSON object."""
-        spec = TOOL_TYPES[name]
-        schema = spec.args.model_json_schema()
+        schema = schemas[name]
         props = schema.get("properties", {})
-        keys = ", ".join(f'"{k}" ({v.get("description", "")})' for k, v in props.items())
+        keys = ", ".join(f'"{k}" ({_arg_help(v)})' for k, v in props.items())
+        shots: list[BaseMessage] = []
+        for example in worked[name]:  # worked examples as earlier turns
+            shots += [HumanMessage(example.request),
+                      AIMessage(json.dumps(example.args, ensure_ascii=False))]
         reply = await model_call([
-            SystemMessage(f"Write the arguments for the tool {name} ({spec.description}) "
+            SystemMessage(f"Write the arguments for the tool {name} ({descriptions[name]}) "
                           f"as one JSON object with the keys {keys}, for the user's last "
                           "message. Reply with only the JSON object."),
-            *conversation[-1:]], (name, schema))
+            *shots, *conversation[-1:]], (name, schema))
         text = message_text(reply)
         args = {k: v for k, v in (_first_object(text) or {}).items() if k in props}
         if args:  # keys the tool does not take are dropped (the small model adds some)
