@@ -52,3 +52,19 @@ async def test_a_flowloom_question_goes_to_the_rag_flow(router):
     documents = result.values["documents"]
     assert documents and documents[0]["filename"] == "flows.md"
     assert "Sources:" in result.output and "sql" not in result.values
+
+
+async def test_the_causal_analyst_turns_a_question_into_an_effect_query(model_home,
+                                                                         running_model_service):
+    ctx = default_build_context(home=model_home)
+    flow = load_flow(examples_dir() / "causal_analyst.json").flow
+    runner = FlowRunner(flow, compile_flow(flow, ctx=ctx, checkpointer=InMemorySaver()))
+    result = await runner.ainvoke("What is the effect of the loyalty discount on the churn "
+                                  "score?")
+    [step] = result.values["agent_steps"]
+    assert step["tool"] == "causal_query"
+    assert {k: step["args"].get(k) for k in ("kind", "treatment", "outcome")} == {
+        "kind": "effect", "treatment": "discount", "outcome": "churn_score"}
+    # the demo's true effect is -0.13 (tools/demo_data/causal/README.md)
+    assert step["result"]["numbers"]["effect"] == pytest.approx(-0.13, rel=0.05)
+    assert result.output.strip()
