@@ -137,3 +137,18 @@ def test_worked_examples_are_validated_against_the_tools_args():
                      {"source": "agent", "target": "END"}]}
     with pytest.raises(FlowValidationError, match=r"examples\[1\]\.args: kind"):
         load_flow(doc)
+
+
+async def test_a_randomised_treatment_needs_no_adjustment():
+    """price_increase in the demo is randomised (no backdoor path): the backdoor estimate
+    is the plain regression, not a propensity model with no covariates (it raised)."""
+    from flowloom.tools.causal import CausalQuery, load_table, parse_graph, run_query
+
+    table = load_table(csv=demo_dir() / "churn.csv")
+    graph = parse_graph((demo_dir() / "churn.graph").read_text())
+    result = run_query(table, graph, CausalQuery(kind="effect", treatment="price_increase",
+                                                 outcome="churn_score"))
+    numbers = result["numbers"]
+    assert numbers["effect"] == pytest.approx(0.095, rel=0.05)  # the README's truth
+    assert numbers["backdoor_method"] == "backdoor.linear_regression"
+    assert numbers["backdoor_effect"] == pytest.approx(0.095, rel=0.15)

@@ -85,6 +85,11 @@ def backdoor_estimate(fitted: FittedSCM, treatment: str, outcome: str, treated: 
     if outcome not in fitted.affected(treatment, outcome):
         return Backdoor(0.0, "none (no directed path: 0 by the graph)", (), False)
     method = method_for(fitted, treatment, treated, control)
+    if method == "backdoor.propensity_score_weighting" and \
+            not (estimand.get_backdoor_variables() or ()):
+        # nothing to adjust for (a randomised treatment): propensity scores need
+        # covariates; a regression on the treatment alone is the adjusted estimate
+        method = "backdoor.linear_regression"
     fitted_key = ("estimator", treatment, outcome, method)
     with fitted.lock, _quiet():
         estimate = model.estimate_effect(estimand, method_name=method, control_value=control,

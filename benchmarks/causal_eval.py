@@ -1,0 +1,481 @@
+"""Causal queries against ground truth (`flowloom.tools.causal`), baselines side by side.
+
+1. Synthetic structural causal models with known effects, several seeds each:
+     linear     continuous treatment, two confounders, a mediator (total effect 1.6)
+     nonlinear  tanh and squares, additive, continuous treatment
+     interaction  the same plus an x * z term (the effect varies with a confounder)
+     binary     0/1 treatment, a continuous and a binary confounder, effect heterogeneity
+     churn      the shipped demo's SCM (`benchmarks/make_causal_demo.py`), discount 0 -> 1
+   Per case: the truth, the gcm estimate (`run_query(kind="effect")`), its error, its
+   interval and whether it covers the truth, the library's backdoor estimate and the
+   naive (unadjusted) one. Unit counterfactuals: 200 units against the generating
+   equations (their own noise kept), relative error of the counterfactual change.
+2. LaLonde: NSW experiment (treat -> re78, experimental difference 1,794.34) and NSW
+   treated + CPS controls (observational), naive vs backdoor vs gcm, plus OLS on the
+   covariates and the gcm effect on the treated (counterfactuals of the treated rows).
+3. Latency once fitted: effect and counterfactual queries p50/p95 (>= 50 each), the fit,
+   batched counterfactuals per second over 10,000 units, and the same queries refitting
+   per query (no cache) so the ratio shows what the cache buys.
+
+    $ LITELLM_LOCAL_MODEL_COST_MAP=True DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 nice -n 10 \\
+      .venv/bin/python benchmarks/causal_eval.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from flowloom.tools import causal
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_causal_demo as demo  # noqa: E402
+
+LALONDE = Path("/work/shared/datasets/causal")
+NSW_EXPERIMENTAL = 1794.34  # difference in mean re78, NSW treated - NSW controls
+COVARIATES = ["age", "educ", "black", "hisp", "marr", "nodegree", "re74", "re75"]
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+# ---------------------------------------------------------------------------- cases
+
+
+@dataclass
+class Case:
+    """One synthetic SCM: data, graph, the query, and the truth (average and per unit)."""
+
+    name: str
+    table: pd.DataFrame
+    graph: str
+    treatment: str
+    outcome: str
+    value: float
+    baseline: float
+    truth: float
+    # outcome of every row had the treatment been `v` (the row's own noise kept)
+    counterfactual: Callable[[float], np.ndarray]
+    binary: bool = False
+
+
+def case_linear(n: int, seed: int) -> Case:
+    rng = np.random.default_rng(seed)
+    z1, z2 = rng.normal(size=n), rng.normal(size=n)
+    x = 0.8 * z1 - 0.6 * z2 + rng.normal(size=n)
+    nm, ny = rng.normal(size=n), rng.normal(size=n)
+
+    def y_of(xv: np.ndarray | float) -> np.ndarray:
+        m = 0.5 * xv + nm
+        return 1.2 * xv + 0.8 * m + 1.5 * z1 + 1.0 * z2 + ny
+
+    table = pd.DataFrame({"z1": z1, "z2": z2, "x": x, "m": 0.5 * x + nm, "y": y_of(x)})
+    graph = "z1 -> x; z2 -> x; z1 -> y; z2 -> y; x -> m; m -> y; x -> y"
+    return Case("linear", table, graph, "x", "y", 1.0, 0.0, 1.2 + 0.8 * 0.5,
+                lambda v: y_of(np.full(n, v)))
+
+
+def _nonlinear(n: int, seed: int, interaction: float) -> tuple[pd.DataFrame, str, Any]:
+    rng = np.random.default_rng(seed)
+    z, w = rng.uniform(0.0, 2.0, n), rng.normal(size=n)
+    x = 1.2 * (z - 1.0) + 0.5 * w**2 - 0.5 + rng.normal(0.0, 0.7, n)
+    ny = rng.normal(0.0, 0.5, n)
+
+    def y_of(xv: np.ndarray | float) -> np.ndarray:
+        return (2.0 * np.tanh(xv) + interaction * xv * z + 1.5 * z + (z - 1.0) ** 2
+                + 0.8 * w**2 + ny)
+
+    table = pd.DataFrame({"z": z, "w": w, "x": x, "y": y_of(x)})
+    return table, "z -> x; w -> x; z -> y; w -> y; x -> y", y_of
+
+
+def case_nonlinear(n: int, seed: int) -> Case:
+    table, graph, y_of = _nonlinear(n, seed, 0.0)
+    return Case("nonlinear", table, graph, "x", "y", 1.0, 0.0, float(2.0 * np.tanh(1.0)),
+                lambda v: y_of(np.full(n, v)))
+
+
+def case_interaction(n: int, seed: int) -> Case:
+    table, graph, y_of = _nonlinear(n, seed, 0.6)
+    # E[2 tanh(1) + 0.6 z] - E[0], E[z] = 1
+    return Case("interaction", table, graph, "x", "y", 1.0, 0.0,
+                float(2.0 * np.tanh(1.0) + 0.6), lambda v: y_of(np.full(n, v)))
+
+
+def case_binary(n: int, seed: int) -> Case:
+    rng = np.random.default_rng(seed)
+    z1 = rng.normal(size=n)
+    z2 = (rng.random(n) < 0.4).astype(int)
+    t = (rng.random(n) < _sigmoid(-0.3 + 1.2 * z1 + 0.8 * z2)).astype(int)
+    ny = rng.normal(size=n)
+
+    def y_of(tv: np.ndarray | float) -> np.ndarray:
+        return 2.0 * tv + 1.5 * z1 + 1.0 * z2 + 0.8 * tv * z2 + ny
+
+    table = pd.DataFrame({"z1": z1, "z2": z2, "t": t, "y": y_of(t)})
+    graph = "z1 -> t; z2 -> t; z1 -> y; z2 -> y; t -> y"
+    return Case("binary", table, graph, "t", "y", 1.0, 0.0, 2.0 + 0.8 * 0.4,
+                lambda v: y_of(np.full(n, v)), binary=True)
+
+
+def case_churn(n: int, seed: int) -> Case:
+    table = demo.simulate(n=n, seed=seed)
+    for col in ("tenure_months", "support_tickets", "discount", "price_increase"):
+        table[col] = table[col].round().astype(int)
+    te = demo.true_effect_discount()
+    graph = "; ".join(f"{a} -> {b}" for a, b in demo.EDGES)
+    y, d = table["churn_score"].to_numpy(), table["discount"].to_numpy()
+    return Case("churn", table, graph, "discount", "churn_score", 1.0, 0.0, te,
+                lambda v: y + te * (v - d), binary=True)
+
+
+CASES = {"linear": case_linear, "nonlinear": case_nonlinear,
+         "interaction": case_interaction, "binary": case_binary, "churn": case_churn}
+
+
+# ----------------------------------------------------------------------- helpers
+
+
+def _query(**kw: Any) -> Any:
+    return causal.CausalQuery(**kw)
+
+
+def _effect(table: pd.DataFrame, graph: Any, treatment: str, outcome: str, value: float,
+            baseline: float, seed: int = 0) -> dict[str, Any]:
+    q = _query(kind="effect", treatment=treatment, outcome=outcome, value=value,
+               baseline=baseline)
+    return causal.run_query(table, graph, q, seed=seed)
+
+
+def _ols_slope(table: pd.DataFrame, outcome: str, treatment: str, adjust: list[str]) -> float:
+    x = np.column_stack([np.ones(len(table)), table[treatment].to_numpy(float),
+                         *(table[c].to_numpy(float) for c in adjust)])
+    beta, *_ = np.linalg.lstsq(x, table[outcome].to_numpy(float), rcond=None)
+    return float(beta[1])
+
+
+def _pct(a: float, truth: float) -> float:
+    return 100.0 * abs(a - truth) / abs(truth)
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return f"{x:+.{digits}f}" if np.isfinite(x) else "n/a"
+
+
+def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) if i == 0 else h.rjust(w)
+                    for i, (h, w) in enumerate(zip(headers, widths, strict=True))))
+    for r in rows:
+        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+
+
+def _quantile(xs: list[float], q: float) -> float:
+    return float(np.quantile(np.asarray(xs), q))
+
+
+# ------------------------------------------------------------------ 1. synthetic
+
+
+def _short(mechanism: str) -> str:
+    """'AdditiveNoiseModel(PolynomialFeatures+LinearRegression)' -> 'poly'."""
+    for key, short in (("Polynomial", "poly"), ("Spline", "spline"), ("HistGradient", "hgb"),
+                       ("Linear", "linear"), ("Empirical", "empirical")):
+        if key in mechanism:
+            return short
+    return mechanism
+
+
+def synthetic(seeds: list[int], n: int, n_units: int) -> None:
+    print(f"\n1. Synthetic SCMs: {len(seeds)} seeds x n = {n:,} (churn: n = {demo.N_ROWS:,}),"
+          " effect of do(treatment = value) vs do(treatment = baseline), value 1, baseline 0")
+    rows: list[list[str]] = []
+    summary: dict[str, dict[str, list[float]]] = {}
+    cf_rows: list[list[str]] = []
+    for name, make in CASES.items():
+        stats = summary.setdefault(name, {"err": [], "cov": [], "bd": [], "nv": [],
+                                          "fit": [], "q": [], "cf": [], "cfmax": [],
+                                          "cfsd": []})
+        for seed in seeds:
+            c = make(demo.N_ROWS if name == "churn" else n, seed)
+            sample_truth = float(np.mean(c.counterfactual(c.value)
+                                         - c.counterfactual(c.baseline)))
+            graph = causal.parse_graph(c.graph)
+            t0 = time.perf_counter()
+            res = _effect(c.table, graph, c.treatment, c.outcome, c.value, c.baseline,
+                          seed=seed)
+            wall = time.perf_counter() - t0
+            num = res["numbers"]
+            est, lo, hi = num["effect"], num["ci_low"], num["ci_high"]
+            bd, nv = num["backdoor_effect"], num["naive_difference"]
+            covered = lo <= c.truth <= hi
+            mech = _short(num["mechanisms"].get(c.outcome, "?"))
+            stats["err"].append(_pct(est, c.truth))
+            stats["cov"].append(float(covered))
+            stats["bd"].append(_pct(bd, c.truth))
+            stats["nv"].append(_pct(nv, c.truth))
+            stats["fit"].append(res["fit_seconds"])
+            stats["q"].append(res["query_seconds"])
+            rows.append([f"{name} s{seed}", _fmt(c.truth), _fmt(sample_truth), _fmt(est),
+                         f"{_pct(est, c.truth):.1f}%", f"[{lo:+.3f}, {hi:+.3f}]",
+                         "yes" if covered else "NO", mech, _fmt(bd),
+                         f"{_pct(bd, c.truth):.1f}%", _fmt(nv), f"{_pct(nv, c.truth):.1f}%",
+                         f"{res['fit_seconds']:.1f}", f"{wall:.1f}"])
+            # unit counterfactuals: units whose treatment moves a good way
+            rng = np.random.default_rng(1000 + seed)
+            x = c.table[c.treatment].to_numpy(float)
+            if c.binary:
+                v = 1.0
+                pool = np.flatnonzero(x == 0)
+            else:
+                v = float(np.quantile(x, 0.9))
+                pool = np.flatnonzero(x <= np.quantile(x, 0.5))
+            units = rng.choice(pool, size=min(n_units, len(pool)), replace=False)
+            est_cf = np.asarray(causal.counterfactuals(c.table, graph, units.tolist(),
+                                                       c.treatment, v, c.outcome, seed=seed),
+                                float)
+            true_cf = c.counterfactual(v)[units]
+            y_obs = c.table[c.outcome].to_numpy(float)[units]
+            rel = np.abs((est_cf - y_obs) - (true_cf - y_obs)) / np.abs(true_cf - y_obs)
+            stats["cf"].append(float(np.median(rel)))
+            stats["cfmax"].append(float(np.max(rel)))
+            stats["cfsd"].append(float(np.max(np.abs(est_cf - true_cf))
+                                       / c.table[c.outcome].std()))
+            cf_rows.append([f"{name} s{seed}", f"{len(units)}", f"{v:.3f}",
+                            f"{100 * np.median(rel):.2f}%", f"{100 * np.max(rel):.2f}%",
+                            f"{stats['cfsd'][-1]:.4f}"])
+            print(f"  ... {name} seed {seed}: {wall:.1f} s", file=sys.stderr, flush=True)
+    print("truth: population effect from the equations; sample: the mean over these rows of"
+          " each unit's true effect; err vs truth; CI: the library's 95% bootstrap interval;"
+          " y model: the outcome's fitted mechanism; s: fit + query wall seconds")
+    _print_table(["case seed", "truth", "sample", "gcm", "err", "95% CI", "covers", "y model",
+                  "backdoor", "err", "naive", "err", "fit s", "s"], rows)
+    print("\nPer case over seeds (goal: gcm within 5% of truth, CI covering it)")
+    srows = []
+    for name, st in summary.items():
+        srows.append([name, f"{statistics.mean(st['err']):.1f}%", f"{max(st['err']):.1f}%",
+                      f"{sum(st['cov']):.0f}/{len(st['cov'])}",
+                      f"{sum(e <= 5.0 for e in st['err'])}/{len(st['err'])}",
+                      f"{statistics.mean(st['bd']):.1f}%", f"{statistics.mean(st['nv']):.1f}%",
+                      f"{statistics.median(st['fit']):.1f}",
+                      f"{1000 * statistics.median(st['q']):.0f}"])
+    _print_table(["case", "gcm mean err", "max err", "CI covers", "within 5%",
+                  "backdoor mean err", "naive mean err", "fit s (median)",
+                  "query ms (median)"], srows)
+    print(f"\nUnit counterfactuals ({n_units} units a seed): the treatment set to `value`"
+          " (continuous: its 90th percentile, for units at or below the median; binary: 1,"
+          " for untreated units); relative error of the counterfactual change y_cf - y_obs"
+          " against the generating equations (each unit's own noise)")
+    _print_table(["case seed", "units", "value", "median rel err", "max rel err",
+                  "max |err| / sd(y)"], cf_rows)
+    crows = [[name, f"{100 * statistics.median(st['cf']):.2f}%",
+              f"{100 * max(st['cfmax']):.2f}%", f"{max(st['cfsd']):.4f}"]
+             for name, st in summary.items()]
+    print("\nPer case over seeds")
+    _print_table(["case", "median rel err", "max rel err", "max |err| / sd(y)"], crows)
+
+
+def shipped_demo() -> None:
+    """The shipped churn.csv against the true effects its README gives."""
+    table = pd.read_csv(demo.OUT / "churn.csv")
+    graph = causal.parse_graph((demo.OUT / "churn.graph").read_text())
+    checks = [("discount", "churn_score", demo.true_effect_discount()),
+              ("price_increase", "churn_score", demo.true_effect_price_increase()),
+              ("discount", "satisfaction", demo.SAT["discount"]),
+              ("discount", "monthly_spend", demo.SPEND["discount"])]
+    print(f"\nShipped demo (tools/demo_data/causal/churn.csv, {len(table):,} rows), 0 -> 1")
+    rows = []
+    errors = []
+    for treatment, outcome, truth in checks:
+        try:
+            num = _effect(table, graph, treatment, outcome, 1.0, 0.0)["numbers"]
+        except Exception as exc:  # a library failure is a result here
+            errors.append(f"{treatment} -> {outcome}: {type(exc).__name__}: {exc}")
+            rows.append([f"{treatment} -> {outcome}", _fmt(truth, 4), f"error {len(errors)}",
+                         "", "", "", "", ""])
+            continue
+        lo, hi = num["ci_low"], num["ci_high"]
+        rows.append([f"{treatment} -> {outcome}", _fmt(truth, 4), _fmt(num["effect"], 4),
+                     f"{_pct(num['effect'], truth):.1f}%", f"[{lo:+.4f}, {hi:+.4f}]",
+                     "yes" if lo <= truth <= hi else "NO", _fmt(num["backdoor_effect"], 4),
+                     _fmt(num["naive_difference"], 4)])
+    _print_table(["effect", "truth", "gcm", "err", "95% CI", "covers", "backdoor", "naive"],
+                 rows)
+    for i, message in enumerate(errors, 1):
+        print(f"error {i}: {message}")
+
+
+# --------------------------------------------------------------------- 2. LaLonde
+
+
+def lalonde() -> None:
+    nsw = pd.read_csv(LALONDE / "nsw_mixtape.csv")
+    cps = pd.read_csv(LALONDE / "cps_mixtape.csv")
+    cols = [*COVARIATES, "treat", "re78"]
+    nsw, cps = nsw[cols].copy(), cps[cols].copy()
+    obs = pd.concat([nsw[nsw["treat"] == 1], cps[cps["treat"] == 0]], ignore_index=True)
+    print("\n2. LaLonde: effect of treat on re78 (1978 earnings, $); experimental benchmark"
+          f" {NSW_EXPERIMENTAL:,.2f}")
+    rows = []
+    for label, table in (("NSW experiment", nsw), ("NSW treated + CPS controls", obs)):
+        graph = causal.confounders_graph(list(table.columns), "treat", "re78", COVARIATES)
+        t0 = time.perf_counter()
+        res = _effect(table, graph, "treat", "re78", 1.0, 0.0)
+        wall = time.perf_counter() - t0
+        num = res["numbers"]
+        ols = _ols_slope(table, "re78", "treat", COVARIATES)
+        treated = np.flatnonzero(table["treat"].to_numpy() == 1)
+        cf0 = np.asarray(causal.counterfactuals(table, graph, treated.tolist(), "treat", 0.0,
+                                                "re78"), float)
+        att = float(np.mean(table["re78"].to_numpy(float)[treated] - cf0))
+        rows.append([label, f"{len(table):,}", f"{num['naive_difference']:,.0f}",
+                     f"{num.get('backdoor_effect', float('nan')):,.0f}",
+                     str(num.get("backdoor_method", "")), f"{ols:,.0f}",
+                     f"{num['effect']:,.0f}",
+                     f"[{num['ci_low']:,.0f}, {num['ci_high']:,.0f}]", f"{att:,.0f}",
+                     _short(num["mechanisms"].get("re78", "?")), f"{wall:.1f}"])
+    _print_table(["data", "rows", "naive", "backdoor", "method", "OLS adj", "gcm ATE",
+                  "gcm 95% CI", "gcm ATT (cf)", "re78 model", "s"], rows)
+
+
+# --------------------------------------------------------------------- 3. latency
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _int_table(df: pd.DataFrame) -> pd.DataFrame:
+    for col in ("tenure_months", "support_tickets", "discount", "price_increase"):
+        df[col] = df[col].round().astype(int)
+    return df
+
+
+def latency(n_queries: int, n_batch: int, n_refit: int) -> None:
+    print(f"\n3. Latency once fitted (the shipped demo, churn.csv, {demo.N_ROWS:,} rows;"
+          f" {n_queries} different queries of each kind)")
+    table = pd.read_csv(demo.OUT / "churn.csv")
+    graph = causal.parse_graph((demo.OUT / "churn.graph").read_text())
+    causal.clear_cache()
+    fit_s = _timed(lambda: causal.fit_scm(table, graph))
+    again_s = _timed(lambda: causal.fit_scm(table, graph))
+
+    # effect queries: 3 pairs x levels / confidence varied, so no answer memo can serve them
+    def effect_query(i: int) -> Any:
+        pair = i % 3
+        if pair == 0:
+            return _query(kind="effect", treatment="discount", outcome="churn_score",
+                          value=1.0, baseline=0.0, confidence=0.80 + 0.002 * i)
+        if pair == 1:
+            return _query(kind="effect", treatment="discount", outcome="satisfaction",
+                          value=1.0, baseline=0.0, confidence=0.80 + 0.002 * i)
+        return _query(kind="effect", treatment="tenure_months", outcome="churn_score",
+                      value=float(12 + i), baseline=6.0)
+
+    first_pair: list[float] = []  # a pair's first query: its bootstrap refits
+    eff: list[float] = []
+    for i in range(n_queries + 3):
+        res = causal.run_query(table, graph, effect_query(i))
+        assert res["cached"]
+        (first_pair if i < 3 else eff).append(res["fit_seconds"] + res["query_seconds"])
+    repeat = _timed(lambda: causal.run_query(table, graph, effect_query(5)))
+    rng = np.random.default_rng(7)
+    cfq: list[float] = []
+    for i, u in enumerate(rng.choice(len(table), size=n_queries, replace=False)):
+        q = _query(kind="counterfactual", treatment="discount", outcome="churn_score",
+                   value=float(i % 2), unit=int(u))
+        cfq.append(_timed(lambda q=q: causal.run_query(table, graph, q)))
+
+    # baseline: no cache, every query fits the model again (the same effect query)
+    nocache: list[float] = []
+    for _ in range(n_refit):
+        causal.clear_cache()
+        nocache.append(_timed(lambda: causal.run_query(table, graph, effect_query(0))))
+    # batched counterfactuals over n_batch units
+    big = _int_table(demo.simulate(n=n_batch, seed=3))
+    big_fit = _timed(lambda: causal.fit_scm(big, graph))
+    all_units = list(range(n_batch))
+    batch_s = _timed(lambda: causal.counterfactuals(big, graph, all_units, "discount", 1.0,
+                                                    "churn_score"))
+    one_by_one = [_timed(lambda u=u: causal.run_query(big, graph, _query(
+        kind="counterfactual", treatment="discount", outcome="churn_score", value=1.0,
+        unit=int(u)))) for u in range(50)]
+
+    def ms(xs: list[float], q: float) -> str:
+        return f"{_quantile(xs, q) * 1000:,.1f}"
+
+    rows = [
+        [f"fit (n={demo.N_ROWS:,}, first)", f"{fit_s * 1000:,.0f}", "", "1"],
+        ["fit again (cache hit)", f"{again_s * 1000:,.2f}", "", "1"],
+        ["effect, a pair's first query (bootstrap refits)", ms(first_pair, .5),
+         ms(first_pair, .95), f"{len(first_pair)}"],
+        ["effect query (fitted)", ms(eff, .5), ms(eff, .95), f"{len(eff)}"],
+        # eff[j] is query i = j + 3: pair (j % 3)
+        ["  discount -> churn_score", ms(eff[0::3], .5), ms(eff[0::3], .95),
+         f"{len(eff[0::3])}"],
+        ["  discount -> satisfaction", ms(eff[1::3], .5), ms(eff[1::3], .95),
+         f"{len(eff[1::3])}"],
+        ["  tenure_months -> churn_score (new levels)", ms(eff[2::3], .5), ms(eff[2::3], .95),
+         f"{len(eff[2::3])}"],
+        ["effect query repeated (answer memo)", f"{repeat * 1000:.2f}", "", "1"],
+        ["counterfactual query (fitted)", ms(cfq, .5), ms(cfq, .95), f"{len(cfq)}"],
+        ["baseline: effect query, no cache (fit + query)", ms(nocache, .5), ms(nocache, .95),
+         f"{len(nocache)}"],
+        [f"fit (n={n_batch:,})", f"{big_fit * 1000:,.0f}", "", "1"],
+        [f"counterfactual query (fitted, n={n_batch:,})", ms(one_by_one, .5),
+         ms(one_by_one, .95), f"{len(one_by_one)}"],
+    ]
+    _print_table(["what", "p50 ms", "p95 ms", "n"], rows)
+    print(f"batched counterfactuals: {n_batch:,} units in {batch_s:.3f} s ="
+          f" {n_batch / batch_s:,.0f} units/s; one run_query a unit:"
+          f" {1 / _quantile(one_by_one, .5):,.0f} units/s")
+    print(f"cache: effect query p50 {_quantile(eff, .5) * 1000:.1f} ms fitted vs"
+          f" {_quantile(nocache, .5) * 1000:,.0f} ms refitting ="
+          f" {_quantile(nocache, .5) / _quantile(eff, .5):,.0f}x")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--n", type=int, default=3000)
+    ap.add_argument("--units", type=int, default=200)
+    ap.add_argument("--queries", type=int, default=60)
+    ap.add_argument("--batch", type=int, default=10_000)
+    ap.add_argument("--refit", type=int, default=3)
+    ap.add_argument("--only", choices=["synthetic", "lalonde", "latency"], action="append")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    only = set(args.only or ["synthetic", "lalonde", "latency"])
+    t0 = time.perf_counter()
+    import dowhy.gcm  # noqa: F401  (imported before anything is timed)
+
+    print(f"import {time.perf_counter() - t0:.1f} s")
+    if "synthetic" in only:
+        synthetic(list(range(args.seeds)), args.n, args.units)
+        shipped_demo()
+    if "lalonde" in only:
+        lalonde()
+    if "latency" in only:
+        latency(args.queries, args.batch, args.refit)
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
