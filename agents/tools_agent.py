@@ -249,12 +249,40 @@ def _declined(step: dict[str, Any]) -> str:
     return f"the user declined this call{why}"
 
 
+def _for_answer(result: Any) -> Any:
+    """A result as the model answers from it: a query's rows, not its SQL (which a small
+    model copies out as if it were the answer)."""
+    if isinstance(result, dict) and "sql" in result and "rows" in result:
+        return {k: v for k, v in result.items() if k != "sql"}
+    return result
+
+
 def _results(steps: list[dict[str, Any]]) -> str:
     return "\n".join(
         f"- {s['tool']}({json.dumps(s['args'], ensure_ascii=False)}): "
         + (f"error: {s['error']}" if "error" in s else _declined(s) if "declined" in s
-           else _observation(s.get("result")))
+           else _observation(_for_answer(s.get("result"))))
         for s in steps if "skipped" not in s)
+
+
+_SQL_TEXT = re.compile(r"^\s*(```\w*\s*)?(SELECT|WITH)\b", re.IGNORECASE)
+
+
+def _plain_result(steps: list[dict[str, Any]]) -> str | None:
+    """The last result said plainly, when the model's answer was unusable: a query's
+    rows as `column: value`, a reading, or the result as JSON."""
+    found = [s["result"] for s in steps if "result" in s]
+    if not found:
+        return None
+    last = found[-1]
+    if isinstance(last, dict) and "rows" in last and "columns" in last:
+        rows = last["rows"][:5]
+        lines = ["; ".join(f"{c}: {v}" for c, v in zip(last["columns"], row, strict=False))
+                 for row in rows]
+        return "Result: " + " | ".join(lines) if lines else "The query returned no rows."
+    if isinstance(last, dict) and isinstance(last.get("reading"), str):
+        return str(last["reading"])
+    return f"Result: {_observation(last)}"
 
 
 def build(params: Params, ctx: NodeContext) -> Any:
@@ -401,9 +429,11 @@ def build(params: Params, ctx: NodeContext) -> Any:
                        f"results; say so if they do not answer it.\n{found}")
         reply = await model_call([SystemMessage(prompt), *conversation])
         text = message_text(reply).strip()
-        if not text or parse_tool_calls(text, known) or _CALL_TEXT.search(text):
-            return (f"I could not finish: after {len(steps)} tool call"
-                    f"{'s' if len(steps) != 1 else ''} I had no answer.")
+        if not text or parse_tool_calls(text, known) or _CALL_TEXT.search(text) \
+                or _SQL_TEXT.search(text):
+            return _plain_result(steps) or (
+                f"I could not finish: after {len(steps)} tool call"
+                f"{'s' if len(steps) != 1 else ''} I had no answer.")
         return text
 
     descriptions = {u.name: u.description or TOOL_TYPES[u.name].description

@@ -262,3 +262,19 @@ async def test_a_stored_system_prompt_is_used_and_both_slots_are_refused(tmp_pat
     with pytest.raises(Exception, match="system_prompt: prompt 'analyst' has no version 9"):
         compile_flow(load_flow(agent_flow(system_prompt="analyst@9")).flow, ctx=BuildContext(
             models=scripted(agent), prompts=store, data_dir=tmp_path))
+
+
+async def test_an_answer_that_only_echoes_the_sql_gives_the_rows_instead(tmp_path):
+    def agent(messages, turn):
+        first = str(messages[0].content)
+        if "Which tool should be used" in first:
+            return "sql_query" if turn == 1 else "none"
+        if "Write the arguments" in first:
+            return '{"question": "How many customers?"}'
+        assert "from these tool results" in first and '"sql"' not in first  # rows only
+        return 'SELECT COUNT(*) AS "count(*)" FROM customers'
+
+    out = await run(agent_flow(mode="choose"), scripted(agent), "How many customers?",
+                    tmp_path)
+    count = out["agent_steps"][0]["result"]["rows"][0][0]
+    assert out["messages"][-1].content == f"Result: count(*): {count}"
