@@ -101,6 +101,9 @@ def query(
         "--baseline", help="effect's control level.")] = None,
     unit: Annotated[str | None, typer.Option(
         "--unit", help="counterfactual/abduce: a row number or JSON values.")] = None,
+    population: Annotated[str, typer.Option(
+        "--population", help="effect: all, treated (the effect on the treated) or "
+        "untreated.")] = "all",
     n_boot: Annotated[int, typer.Option("--n-boot", min=3, max=1000,
                                         help="Bootstrap refits (effect's interval).")] = 20,
     confidence: Annotated[float, typer.Option("--confidence", min=0.5, max=0.999,
@@ -120,6 +123,8 @@ def query(
 
     if kind not in KINDS:
         raise UsageError(f"--query {kind!r} is not one of {', '.join(KINDS)}")
+    if population not in ("all", "treated", "untreated"):
+        raise UsageError(f"--population {population!r} is not one of all, treated, untreated")
     if quality not in ("fast", "good", "better"):
         raise UsageError(f"--quality {quality!r} is not one of fast, good, better")
     if graph is None and confounders is None:
@@ -128,8 +133,8 @@ def query(
         raise UsageError("--confounders needs --treatment (they cause both it and the outcome)")
     try:
         result = _answer(kind, outcome, treatment, data, connection, sql, graph, confounders,
-                         value, baseline, _unit(unit), n_boot, confidence, simulations,
-                         quality, seed, max_rows)
+                         value, baseline, _unit(unit), population, n_boot, confidence,
+                         simulations, quality, seed, max_rows)
     except CausalError as exc:
         raise UsageError(str(exc)) from None
     if as_json:
@@ -144,7 +149,8 @@ def query(
 def _answer(kind: str, outcome: str, treatment: str | None, data: Path | None,
             connection: str | None, sql: str | None, graph: str | None,
             confounders: str | None, value: float | None, baseline: float | None,
-            unit: int | dict[str, float] | None, n_boot: int, confidence: float,
+            unit: int | dict[str, float] | None, population: str, n_boot: int,
+            confidence: float,
             simulations: int, quality: str, seed: int, max_rows: int) -> dict[str, Any]:
     from flowloom.flows.home import flowloom_home
     from flowloom.tools.causal import (
@@ -176,7 +182,7 @@ def _answer(kind: str, outcome: str, treatment: str | None, data: Path | None,
     causal_graph = CausalGraph(tuple(dict.fromkeys(edges)))
     query = CausalQuery.model_validate({
         "kind": kind, "outcome": outcome, "treatment": treatment, "value": value,
-        "baseline": baseline, "unit": unit, "n_boot": n_boot, "confidence": confidence,
-        "n_simulations": simulations})
+        "baseline": baseline, "unit": unit, "population": population, "n_boot": n_boot,
+        "confidence": confidence, "n_simulations": simulations})
     return run_query(table, causal_graph, query, seed=seed,
                      quality=quality)  # type: ignore[arg-type]  # checked in `query`

@@ -82,3 +82,26 @@ def test_graph_files_units_and_usage_errors(csv: Path, tmp_path: Path) -> None:
                                             "--treatment", "x", "--outcome", "y", *args])
         assert isinstance(result.exception, UsageError), (args, result.output)
         assert message in str(result.exception)
+
+
+def test_the_effect_on_the_treated_from_the_cli(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FLOWLOOM_HOME", str(tmp_path / "home"))
+    rng = np.random.default_rng(22)
+    n = 1500
+    z = rng.normal(size=n)
+    t = (rng.random(n) < 1 / (1 + np.exp(-1.5 * z))).astype(int)
+    y = (1.0 + 2.0 * z) * t + z + 0.5 * rng.normal(size=n)
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"z": z, "t": t, "y": y}).to_csv(path, index=False)
+    args = ["query", "--data", str(path), "--graph", "z -> t; z -> y; t -> y", "--query",
+            "effect", "--treatment", "t", "--outcome", "y", "--quality", "fast", "--json"]
+    runner = CliRunner()
+    out = runner.invoke(causal_app, [*args, "--population", "treated"])
+    assert out.exit_code == 0, out.output
+    numbers = json.loads(out.output)["numbers"]
+    assert numbers["population"] == "treated" and numbers["units"] == int(t.sum())
+    assert numbers["effect"] == pytest.approx(1 + 2 * z[t == 1].mean(), abs=0.1)
+    bad = runner.invoke(causal_app, [*args, "--population", "everyone"])
+    assert bad.exit_code != 0
+    assert isinstance(bad.exception, UsageError) and "--population 'everyone'" in str(
+        bad.exception)

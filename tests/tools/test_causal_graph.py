@@ -106,7 +106,8 @@ def test_a_csv_table_keeps_the_graphs_columns_as_numbers(tmp_path: Path) -> None
     numbers = load_table(csv=path, graph=parse_graph("flag -> y; x -> y"))
     assert list(numbers.columns) == ["flag", "y", "x"]
     assert numbers.dtypes.eq("float64").all() and numbers["flag"].iloc[:2].tolist() == [1, 0]
-    with pytest.raises(CausalError, match=r"column name \(e.g. 'n0'\) is not numeric"):
+    with pytest.raises(CausalError, match=r"column name \(30 values: 'n0', 'n1', 'n10', "
+                                          r"'n11', 'n12', \.\.\.\) is not numeric"):
         prepare_table(table, parse_graph("name -> y"))
     with pytest.raises(CausalError, match="more than 10 rows"):
         load_table(csv=path, max_rows=10)
@@ -114,6 +115,16 @@ def test_a_csv_table_keeps_the_graphs_columns_as_numbers(tmp_path: Path) -> None
         load_table(csv=tmp_path / "nope.csv")
     with pytest.raises(CausalError, match="give a CSV file, or a connection"):
         load_table()
+
+
+def test_a_two_valued_text_column_is_zero_one_in_sorted_order() -> None:
+    plan = ["pro" if i % 3 == 0 else "basic" for i in range(30)]
+    table = pd.DataFrame({"plan": plan, "y": [float(i) for i in range(30)]})
+    table.loc[4, "plan"] = None
+    numbers = prepare_table(table, parse_graph("plan -> y"))
+    assert numbers.attrs["encodings"] == {"plan": {"basic": 0.0, "pro": 1.0}}
+    assert numbers.loc[0, "plan"] == 1.0 and numbers.loc[1, "plan"] == 0.0
+    assert 4 not in numbers.index and len(numbers) == 29
 
 
 def test_rows_with_missing_values_are_dropped_keeping_row_numbers() -> None:

@@ -123,6 +123,72 @@ def test_binary_treatment_uses_propensity_weighting() -> None:
     assert cf["numbers"]["difference"] == pytest.approx(-3.0, rel=0.05)
 
 
+def test_an_effect_that_varies_with_a_confounder() -> None:
+    """y = tanh-shaped in x plus 0.8 x z: the effect of x depends on z, which an additive
+    model misses; the spline regressor's pairwise products see it."""
+    rng = np.random.default_rng(14)
+    z = rng.uniform(0.0, 2.0, N)
+    x = 1.2 * (z - 1.0) + rng.normal(0.0, 0.7, N)
+    y = 2.0 * np.tanh(x) + 0.8 * x * z + 1.5 * z + rng.normal(0.0, 0.5, N)
+    table = pd.DataFrame({"z": z, "x": x, "y": y})
+    truth = 2.0 * np.tanh(1.0) + 0.8 * z.mean()
+    numbers = effect(table, value=1.0, baseline=0.0)["numbers"]
+    assert numbers["effect"] == pytest.approx(truth, rel=0.05)
+    assert numbers["ci_low"] < truth < numbers["ci_high"]
+    assert "Spline" in numbers["mechanisms"]["y"]
+
+
+def test_the_effect_on_the_treated_averages_over_the_treated_units() -> None:
+    """The effect is 1 + 2 z and the treated have higher z: ATT > ATE > ATC, each near the
+    mean of 1 + 2 z over its units."""
+    rng = np.random.default_rng(15)
+    z = rng.normal(size=N)
+    x = (rng.random(N) < 1 / (1 + np.exp(-2.0 * z))).astype(int)
+    y = (1.0 + 2.0 * z) * x + z + 0.5 * rng.normal(size=N)
+    table = pd.DataFrame({"z": z, "x": x, "y": y})
+    got = {}
+    for population in ("all", "treated", "untreated"):
+        got[population] = run_query(table, CONFOUNDED, CausalQuery(
+            kind="effect", treatment="x", outcome="y", population=population))["numbers"]
+    truths = {"all": 1 + 2 * z.mean(), "treated": 1 + 2 * z[x == 1].mean(),
+              "untreated": 1 + 2 * z[x == 0].mean()}
+    for population, numbers in got.items():
+        assert numbers["effect"] == pytest.approx(truths[population], abs=0.1), population
+        assert numbers["ci_low"] < truths[population] < numbers["ci_high"], population
+        assert numbers["population"] == population
+    assert got["treated"]["units"] == int(x.sum())
+    assert got["untreated"]["units"] == int((x == 0).sum())
+    assert got["treated"]["effect"] > got["all"]["effect"] + 0.5 > got["untreated"]["effect"] + 1
+    # DoWhy's backdoor estimate is asked for the same units
+    assert got["treated"]["backdoor_effect"] > got["untreated"]["backdoor_effect"] + 1
+    reading = run_query(table, CONFOUNDED, CausalQuery(
+        kind="effect", treatment="x", outcome="y", population="treated"))["reading"]
+    assert f"among the {int(x.sum()):,} units with x = 1" in reading
+
+
+def test_a_population_with_too_few_units_is_refused(linear) -> None:
+    with pytest.raises(CausalError, match=r"population: 0 rows have x = 1\.5"):
+        run_query(linear, CONFOUNDED, CausalQuery(kind="effect", treatment="x", outcome="y",
+                                                  value=1.5, population="treated"))
+
+
+def test_a_zero_one_treatments_effect_is_not_shrunk() -> None:
+    """A randomised 0/1 treatment among standardised-scale covariates on a large-valued
+    outcome (as LaLonde's): the fitted effect stays at the difference in means."""
+    rng = np.random.default_rng(16)
+    n = 445
+    age = rng.normal(25, 7, n)
+    earnings = np.maximum(rng.normal(2000, 4000, n), 0)
+    t = (rng.random(n) < 0.4).astype(int)
+    y = 1800.0 * t + 30 * age + 0.4 * earnings + rng.normal(0, 6000, n)
+    table = pd.DataFrame({"age": age, "earnings": earnings, "t": t, "y": y})
+    graph = "age -> y; earnings -> y; t -> y"
+    numbers = run_query(table, graph, CausalQuery(kind="effect", treatment="t",
+                                                  outcome="y"))["numbers"]
+    ols = np.linalg.lstsq(np.column_stack([np.ones(n), t, age, earnings]), y, rcond=None)[0][1]
+    assert numbers["effect"] == pytest.approx(ols, rel=0.1)
+
+
 def test_unit_counterfactuals_follow_the_generating_equations(linear, nonlinear) -> None:
     x, z, y = (linear[c].to_numpy() for c in ("x", "z", "y"))
     truth = y + 2.0 * (-1.0 - x)  # y_cf = f(x', z) + (y - f(x, z)), x' = -1
@@ -300,3 +366,17 @@ def test_a_graph_that_does_not_fit_the_table(linear) -> None:
         fit_scm(linear, "z -> x; x -> w")
     with pytest.raises(CausalError, match="quality: 'best'"):
         fit_scm(linear, CONFOUNDED, quality="best")  # type: ignore[arg-type]
+
+
+def test_a_two_valued_text_treatment_is_encoded_and_said() -> None:
+    rng = np.random.default_rng(17)
+    z = rng.normal(size=N)
+    pro = rng.random(N) < 1 / (1 + np.exp(-z))
+    y = 2.0 * pro + z + rng.normal(size=N)
+    table = pd.DataFrame({"z": z, "plan": np.where(pro, "pro", "basic"), "y": y})
+    answer = run_query(table, "z -> plan; z -> y; plan -> y",
+                       CausalQuery(kind="effect", treatment="plan", outcome="y"),
+                       quality="fast")
+    assert answer["encodings"] == {"plan": {"basic": 0.0, "pro": 1.0}}
+    assert answer["numbers"]["effect"] == pytest.approx(2.0, rel=0.08)
+    assert answer["reading"].endswith("Text columns as numbers: plan basic = 0, pro = 1.")

@@ -77,10 +77,22 @@ def _model(fitted: FittedSCM, treatment: str, outcome: str) -> tuple[Any, Any]:
         return fitted.memo[key]  # type: ignore[no-any-return]
 
 
+def _propensity_model() -> Any:
+    """A logistic regression on standardised covariates: on raw ones (earnings in dollars
+    beside 0/1 flags) lbfgs stops before it converges, and its penalty weighs columns by
+    their units."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+
+
 def backdoor_estimate(fitted: FittedSCM, treatment: str, outcome: str, treated: float,
-                      control: float) -> Backdoor:
-    """The backdoor-adjusted effect of treated vs control, DoWhy's CausalModel.
-    A fitted estimator is reused for new levels (only the contrast is recomputed)."""
+                      control: float, target: str = "ate") -> Backdoor:
+    """The backdoor-adjusted effect of treated vs control, DoWhy's CausalModel, over the
+    units `target`: "ate" (all), "att" (the treated), "atc" (the controls). A fitted
+    estimator is reused for new levels and targets (only the contrast is recomputed)."""
     model, estimand = _model(fitted, treatment, outcome)
     if outcome not in fitted.affected(treatment, outcome):
         return Backdoor(0.0, "none (no directed path: 0 by the graph)", (), False)
@@ -92,11 +104,15 @@ def backdoor_estimate(fitted: FittedSCM, treatment: str, outcome: str, treated: 
         method = "backdoor.linear_regression"
     fitted_key = ("estimator", treatment, outcome, method)
     with fitted.lock, _quiet():
+        options = {"init_params": {"propensity_score_model": _propensity_model()}} \
+            if "propensity" in method else None
         estimate = model.estimate_effect(estimand, method_name=method, control_value=control,
-                                         treatment_value=treated,
+                                         treatment_value=treated, target_units=target,
+                                         method_params=options,
                                          fit_estimator=fitted_key not in fitted.memo)
         fitted.memo[fitted_key] = True
-        fitted.memo[("estimate", treatment, outcome, method, treated, control)] = estimate
+        fitted.memo[("estimate", treatment, outcome, method, treated, control, target)] = \
+            estimate
     adjustment = tuple(estimand.get_backdoor_variables() or ())
     return Backdoor(float(estimate.value), method, adjustment, True)
 
@@ -110,7 +126,8 @@ def refute(fitted: FittedSCM, treatment: str, outcome: str, treated: float, cont
     if not found.identified:
         return found, []
     model, estimand = _model(fitted, treatment, outcome)
-    estimate = fitted.memo[("estimate", treatment, outcome, found.method, treated, control)]
+    estimate = fitted.memo[("estimate", treatment, outcome, found.method, treated, control,
+                            "ate")]
     results = []
     for name, (method, options) in REFUTERS.items():
         with fitted.lock, _quiet(), seeded(seed):

@@ -37,6 +37,7 @@ __all__ = ["counterfactuals", "run_query"]
 Answer = tuple[dict[str, Any], str, float]  # numbers, reading, seconds spent fitting
 ABDUCE_SAMPLES = 3000  # draws of the outcome's distribution behind an anomaly score
 MEMO_SIZE = 256
+MIN_POPULATION = 10  # units at a level to average an effect on the treated over
 
 
 def run_query(table: pd.DataFrame, graph: CausalGraph | str | Sequence[Any],
@@ -75,8 +76,15 @@ def run_query(table: pd.DataFrame, graph: CausalGraph | str | Sequence[Any],
             for old in answers[: max(0, len(answers) - MEMO_SIZE + 1)]:
                 del fitted.memo[old]
             fitted.memo[key] = (numbers, reading)
+    encodings = {k: v for k, v in fitted.data.attrs.get("encodings", {}).items()
+                 if k in (query.treatment, query.outcome)}
+    if encodings:
+        reading += " Text columns as numbers: " + "; ".join(
+            f"{k} " + ", ".join(f"{word} = {num(v)}" for word, v in levels.items())
+            for k, levels in encodings.items()) + "."
     return {"kind": query.kind, "treatment": query.treatment, "outcome": query.outcome,
-            "numbers": numbers, "reading": reading, "fit_seconds": fit_seconds + refit,
+            "numbers": numbers, "reading": reading, "encodings": encodings,
+            "fit_seconds": fit_seconds + refit,
             "query_seconds": time.perf_counter() - begin - refit, "cached": cached}
 
 
@@ -132,15 +140,18 @@ def _effect(fitted: FittedSCM, query: CausalQuery, seed: int) -> Answer:
 
     x, y = query.treatment or "", query.outcome
     treated, control = _levels(fitted, query)
-    units = fitted.unit_effects(x, y, treated, control)
+    population = _population(fitted, query, treated, control)
+    units = fitted.unit_effects(x, y, treated, control, population)
     effect = float(units.mean())
-    boot, scale, refit = fitted.bootstrap_effects(x, y, treated, control, query.n_boot)
+    boot, scale, refit = fitted.bootstrap_effects(x, y, treated, control, query.n_boot,
+                                                  population)
     # the model's uncertainty (refits) plus that of averaging over these units
     model_var = (float(np.std(boot, ddof=1)) * scale) ** 2
     spread = math.sqrt(model_var + float(units.var()) / len(units))
     t = float(stats.t.ppf(0.5 + query.confidence / 2, query.n_boot - 1))
     low, high = effect - t * spread, effect + t * spread
-    backdoor = _backdoor.backdoor_estimate(fitted, x, y, treated, control)
+    target = {"all": "ate", "treated": "att", "untreated": "atc"}[query.population]
+    backdoor = _backdoor.backdoor_estimate(fitted, x, y, treated, control, target)
     naive, naive_method = _naive(fitted, x, y, treated, control)
     numbers = {
         "effect": effect, "ci_low": low, "ci_high": high, "confidence": query.confidence,
@@ -149,12 +160,16 @@ def _effect(fitted: FittedSCM, query: CausalQuery, seed: int) -> Answer:
         "backdoor_method": backdoor.method, "adjustment_set": list(backdoor.adjustment),
         "naive_difference": naive, "naive_method": naive_method,
         "treated_level": treated, "control_level": control, "n": fitted.n,
+        "population": query.population, "units": len(units),
         "mechanisms": {n: fitted.mechanisms[n] for n in fitted.affected(x, y)},
     }
     level = f"{query.confidence * 100:g}%"
+    among = {"all": "", "treated": f" among the {len(units):,} units with {x} = {num(treated)}",
+             "untreated": f" among the {len(units):,} units with {x} = {num(control)}"}
     reading = (f"Setting {x} from {num(control)} to {num(treated)} changes {y} by "
-               f"{num(effect, signed=True)} on average ({level} CI {num(low)} to {num(high)}), "
-               f"by the structural causal model fitted to {fitted.n:,} rows.")
+               f"{num(effect, signed=True)} on average{among[query.population]} ({level} CI "
+               f"{num(low)} to {num(high)}), by the structural causal model fitted to "
+               f"{fitted.n:,} rows.")
     if not backdoor.identified:
         reading += (f" The graph has no directed path from {x} to {y}, so the effect is 0 by "
                     f"assumption.")
@@ -168,6 +183,20 @@ def _effect(fitted: FittedSCM, query: CausalQuery, seed: int) -> Answer:
                     f"ignores confounding, is {num(naive, signed=True)}.")
     reading += _range_note(fitted, x, treated, control)
     return numbers, reading, refit
+
+
+def _population(fitted: FittedSCM, query: CausalQuery, treated: float,
+                control: float) -> np.ndarray | None:
+    """The positions of the units an effect averages over (None: every evaluated unit)."""
+    if query.population == "all":
+        return None
+    level = treated if query.population == "treated" else control
+    rows = fitted.population_rows(query.treatment or "", level)
+    if len(rows) < MIN_POPULATION:
+        raise CausalError(f"population: {len(rows)} rows have {query.treatment} = {num(level)}"
+                          f"; the effect on the {query.population} needs at least "
+                          f"{MIN_POPULATION} (population 'all' averages over every row)")
+    return rows
 
 
 def _naive(fitted: FittedSCM, x: str, y: str, treated: float,

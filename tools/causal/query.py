@@ -36,6 +36,9 @@ class CausalQuery(BaseModel):
                                 "level (default: 1 for a 0/1 X, else mean + 1 sd).")
     baseline: float | None = Field(None, description="Effect's control level (default: 0 "
                                    "for a 0/1 X, else the mean).")
+    population: Literal["all", "treated", "untreated"] = Field(
+        "all", description="effect: the units averaged over: all; those observed at the "
+        "treated level (the effect on the treated, ATT); or at the control level (ATC).")
     unit: int | dict[str, float] | None = Field(None, description="counterfactual, abduce: "
                                                 "a row number or the unit's observed values "
                                                 "(abduce default: the row whose Y is most "

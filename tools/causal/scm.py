@@ -2,7 +2,8 @@
 
 `fit_scm` assigns every node a DoWhy gcm mechanism automatically (an empirical
 distribution for roots, an additive noise model `X = f(parents) + N` with the regressor
-that cross-validates best, `gcm.auto.find_best_model`, for the others) and fits them.
+that cross-validates best, `gcm.auto.find_best_model`, for the others: linear,
+polynomial, additive splines with pairwise interactions, gradient boosting) and fits them.
 Additive noise models are invertible, so a unit's noise can be recovered from its values
 (abduction), which counterfactuals, effects and anomaly attribution rely on.
 Integer-valued columns are modelled as continuous: a 0/1 outcome's effect is a change in
@@ -145,14 +146,31 @@ class FittedSCM:
                 self._eval_rows = rows
             return self._eval_rows
 
-    def unit_effects(self, treatment: str, outcome: str, treated: float,
-                     control: float) -> np.ndarray:
-        """Each evaluated unit's outcome under do(treatment=treated) minus under
-        do(treatment=control): abduction (the unit's own noise), action and prediction, as
-        `gcm.counterfactual_samples` computes it, vectorised over the units."""
+    def population_rows(self, treatment: str, level: float | None) -> np.ndarray:
+        """Positions of the evaluated units observed at `treatment == level` (None: all)."""
         import numpy as np
 
         rows = self.evaluation_rows()
+        if level is None:
+            return rows
+        observed = self.data[treatment].to_numpy()
+        if self.n > EVAL_ROWS:  # the sample may hold few of a rare level: sample the level
+            at = np.flatnonzero(observed == level)
+            if len(at) > EVAL_ROWS:
+                at = np.sort(np.random.default_rng([self.seed, 3]).choice(at, EVAL_ROWS,
+                                                                          replace=False))
+            return at
+        return rows[observed[rows] == level]
+
+    def unit_effects(self, treatment: str, outcome: str, treated: float, control: float,
+                     rows: np.ndarray | None = None) -> np.ndarray:
+        """Each unit's outcome under do(treatment=treated) minus under
+        do(treatment=control), for the units at positions `rows` (default: the evaluated
+        units): abduction (the unit's own noise), action and prediction, as
+        `gcm.counterfactual_samples` computes it, vectorised over the units."""
+        import numpy as np
+
+        rows = self.evaluation_rows() if rows is None else rows
         order = self.affected(treatment, outcome)
         if outcome not in order:
             return np.zeros(len(rows))
@@ -170,27 +188,55 @@ class FittedSCM:
         return float(self.unit_effects(treatment, outcome, treated, control).mean())
 
     def bootstrap_effects(self, treatment: str, outcome: str, treated: float, control: float,
-                          n_boot: int) -> tuple[np.ndarray, float, float]:
+                          n_boot: int, population: np.ndarray | None = None
+                          ) -> tuple[np.ndarray, float, float]:
         """The effect under each of `n_boot` bootstrap refits of the mechanisms between
         treatment and outcome (the same mechanism types refitted on rows resampled with
-        replacement), averaged over one fixed set of BOOT_EVAL_ROWS units: the spread of
-        these is the model's estimation uncertainty, without the units' own variety. Also
-        the spread's scale to this table's size, and the seconds spent refitting now
-        (refits are kept: only a new treatment/outcome pair's first query pays)."""
+        replacement), averaged over one fixed set of BOOT_EVAL_ROWS units (drawn from the
+        positions `population`, default all): the spread of these is the model's
+        estimation uncertainty, without the units' own variety. Also the spread's scale to
+        this table's size, and the seconds spent refitting now (refits are kept: only a new
+        treatment/outcome pair's first query pays)."""
         import numpy as np
 
         order = self.affected(treatment, outcome)
         replicas, fit_seconds = self._refits(n_boot, order)
         if outcome not in order:
             return np.zeros(n_boot), replicas.scale, fit_seconds
+        rows, noise = replicas.rows, replicas.noise
+        if population is not None:
+            rows, noise = self._replica_noise(replicas, order, population)
         parents = {n: self.parents(n) for n in order}
-        observed = {c: self.data[c].to_numpy()[replicas.rows] for c in self.data.columns}
+        observed = {c: self.data[c].to_numpy()[rows] for c in self.data.columns}
         effects = np.empty(n_boot)
         for b in range(n_boot):
             arms = _arm_outcomes(replicas.mechanisms[b], parents, order, treatment, outcome,
-                                 [treated, control], observed, replicas.noise[b])
+                                 [treated, control], observed, noise[b])
             effects[b] = float(arms[0].mean() - arms[1].mean())
         return effects, replicas.scale, fit_seconds
+
+    def _replica_noise(self, replicas: _Replicas, nodes: Sequence[str], population: np.ndarray
+                       ) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+        """BOOT_EVAL_ROWS units of `population` and their noise under each replica."""
+        import numpy as np
+
+        key = ("replica-noise", replicas.n_boot, population.tobytes(), tuple(nodes))
+        with self.lock:
+            if key not in self.memo:
+                rows = population
+                if len(rows) > BOOT_EVAL_ROWS:
+                    rows = np.sort(np.random.default_rng([self.seed, 4]).choice(
+                        rows, BOOT_EVAL_ROWS, replace=False))
+                noise: list[dict[str, np.ndarray]] = []
+                for mechanisms in replicas.mechanisms:
+                    noise.append({})
+                    for node in nodes:
+                        x = self.data[self.parents(node)].to_numpy()[rows]
+                        y = self.data[node].to_numpy()[rows]
+                        noise[-1][node] = np.asarray(
+                            mechanisms[node].estimate_noise(y, x)).reshape(-1)
+                self.memo[key] = (rows, noise)
+            return self.memo[key]  # type: ignore[no-any-return]
 
     def _refits(self, n_boot: int, nodes: Sequence[str]) -> tuple[_Replicas, float]:
         import numpy as np
@@ -259,18 +305,14 @@ def jobs() -> int:
 
 
 def spline_regressor() -> Any:
-    """An additive cubic-spline regression (ridge-penalised), a smooth fit of f(x) + g(z)
-    that extrapolates linearly: beside gcm's zoo, as gradient boosting's steps make the
-    effect between two nearby levels jumpy."""
-    import numpy as np
-    from dowhy.gcm.ml import SklearnRegressionModel
-    from sklearn.linear_model import RidgeCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import SplineTransformer
+    """Additive cubic splines of each input plus the products of every pair, ridge-penalised
+    (`_regressors.SplineInteractions`): a smooth fit of f(x) + g(z) + c * x * z that
+    extrapolates linearly, beside gcm's zoo, as gradient boosting's steps make the effect
+    between two nearby levels jumpy and an additive fit misses an effect that varies with
+    a confounder."""
+    from ._regressors import spline_interactions_regressor
 
-    return SklearnRegressionModel(make_pipeline(
-        SplineTransformer(n_knots=8, degree=3, extrapolation="linear"),
-        RidgeCV(alphas=np.logspace(-4, 2, 7))))
+    return spline_interactions_regressor()
 
 
 def _zoo(quality: Quality, n_parents: int) -> list[Callable[[], Any]]:

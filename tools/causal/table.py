@@ -92,10 +92,12 @@ def _from_sql(connection: str, sql: str, home: Path | None, max_rows: int,
 
 
 def prepare_table(table: pd.DataFrame, graph: CausalGraph) -> pd.DataFrame:
-    """The graph's columns of `table` as float64 (booleans as 0/1), rows with a missing or
-    infinite value dropped. The index is kept when it is unique integers (a CSV or SQL
+    """The graph's columns of `table` as float64 (booleans as 0/1; a text column of two
+    values as 0/1 in sorted order, e.g. no = 0, yes = 1, recorded in the frame's
+    `attrs["encodings"]`), rows with a missing or infinite value dropped. The index is
+    kept when it is unique integers (a CSV or SQL
     table's 0-based row numbers), else replaced by row positions: a unit's row number means
-    the same before and after. Raises `CausalError` naming non-numeric
+    the same before and after. Raises `CausalError` naming other text
     columns, or when fewer than `MIN_ROWS` complete rows remain."""
     import numpy as np
     import pandas as pd
@@ -107,22 +109,33 @@ def prepare_table(table: pd.DataFrame, graph: CausalGraph) -> pd.DataFrame:
     frame.columns = [str(c) for c in frame.columns]
     wrong: list[str] = []
     out: dict[str, pd.Series] = {}
+    encodings: dict[str, dict[str, float]] = {  # a prepared table's, kept
+        k: v for k, v in table.attrs.get("encodings", {}).items() if k in graph.nodes}
     for name in graph.nodes:
         column = frame[name]
         if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
             out[name] = column.astype("float64")
             continue
         numeric = pd.to_numeric(column, errors="coerce")
-        if numeric.isna().sum() > column.isna().sum():  # words, not numbers in text form
-            sample = column[numeric.isna() & column.notna()].iloc[0]
-            wrong.append(f"{name} (e.g. {str(sample)[:30]!r})")
-        else:
+        if numeric.isna().sum() <= column.isna().sum():  # numbers in text form
             out[name] = numeric.astype("float64")
+            continue
+        levels = sorted(str(v) for v in column.dropna().unique())
+        if len(levels) == 2:  # two words (yes/no, basic/pro): 0 and 1, in sorted order
+            encodings[name] = {levels[0]: 0.0, levels[1]: 1.0}
+            out[name] = column.map(lambda v, e=encodings[name]: e.get(str(v)) if
+                                   pd.notna(v) else np.nan).astype("float64")
+            continue
+        shown = ", ".join(repr(v[:20]) for v in levels[:5]) + (", ..." if len(levels) > 5
+                                                               else "")
+        wrong.append(f"{name} ({len(levels)} values: {shown})")
     if wrong:
-        raise CausalError(f"data: column{'s' if len(wrong) > 1 else ''} {', '.join(wrong)} "
+        raise CausalError(f"data: column{'s' if len(wrong) > 1 else ''} {'; '.join(wrong)} "
                           f"{'are' if len(wrong) > 1 else 'is'} not numeric; causal queries "
-                          f"need numbers or booleans (encode a category as 0/1 columns)")
+                          f"need numbers, booleans or two-valued text (encode a category of "
+                          f"more values as 0/1 columns, one per value)")
     numbers = pd.DataFrame(out, index=frame.index).replace([np.inf, -np.inf], np.nan).dropna()
+    numbers.attrs["encodings"] = encodings
     if len(numbers) < MIN_ROWS:
         raise CausalError(f"data: {len(numbers)} rows have values in every graph column "
                           f"({', '.join(graph.nodes)}); at least {MIN_ROWS} are needed")
