@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from flowloom.agents._jsonreply import JsonReplies
 from flowloom.agents._semantic import NO_TOOL_EXAMPLES, SemanticChoice
 from flowloom.agents._toolcalls import ToolCall, json_objects, parse_tool_calls
 from flowloom.agents.approve import ask
@@ -307,33 +308,11 @@ def build(params: Params, ctx: NodeContext) -> Any:
     approve = set(params.approve_tools)
     answer_model = params.structured.model() if params.structured is not None else None
 
-    # How this engine takes a JSON Schema for the reply: OpenAI's and vLLM's
-    # `json_schema`, llama.cpp's `json_object` with `schema`, or not at all; the first
-    # that it accepts is kept.
-    json_forms: list[str] = ["json_schema", "json_object", "none"]
-
-    def _form(kind: str, name: str, schema: dict[str, Any]) -> dict[str, Any] | None:
-        if kind == "json_schema":
-            return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
-        return {"type": "json_object", "schema": schema} if kind == "json_object" else None
+    replies = JsonReplies(chat)
 
     async def _model_call(messages: list[BaseMessage],
                           schema: tuple[str, dict[str, Any]] | None = None) -> AIMessage:
-        while True:
-            kind = json_forms[0]
-            form = _form(kind, *schema) if schema else None
-            try:
-                reply = await chat.ainvoke(messages, config={"tags": _TAGS},
-                                           **({"response_format": form} if form else {}))
-                break
-            except Exception as exc:
-                refused = "response_format" in str(exc) or "BadRequest" in type(exc).__name__ \
-                    or "BadRequest" in str(exc)
-                if form is None or not refused or len(json_forms) == 1:
-                    raise
-                if json_forms[0] == kind:  # this engine does not take that form: the next
-                    json_forms.pop(0)
-        return AIMessage(content=reply.content, tool_calls=getattr(reply, "tool_calls", []))
+        return await replies.call(messages, schema, tags=_TAGS)
 
     async def _tool_call(name: str, args: dict[str, Any]) -> dict[str, Any]:
         spec = TOOL_TYPES[name]
@@ -440,7 +419,8 @@ def build(params: Params, ctx: NodeContext) -> Any:
                     for u in params.tools}
     worked = {u.name: u.worked() for u in params.tools}
     menu = "\n".join(f"- {name}: {text}" for name, text in descriptions.items())
-    selector = None
+    selector = shots_by_likeness = None
+    arg_choosers: dict[tuple[str, str], SemanticChoice] = {}
     if params.mode == "choose" and (
             params.select == "embedding"
             or (params.select == "auto" and params.embed_model in models.aliases())):
@@ -449,6 +429,16 @@ def build(params: Params, ctx: NodeContext) -> Any:
             **{u.name: [u.description or TOOL_TYPES[u.name].description,
                         *TOOL_TYPES[u.name].examples, *u.requests()] for u in params.tools},
             "none": NO_TOOL_EXAMPLES})
+        # the worked examples by similarity to the request, so the one most like it is the
+        # last the model reads before the request (a small model copies the nearest)
+        shots_by_likeness = SemanticChoice(models, params.embed_model, {
+            f"{name}#{i}": [example.request] for name, examples in worked.items()
+            for i, example in enumerate(examples)}) if any(worked.values()) else None
+        # arguments the tool lets an embedding model choose (the causal query's kind)
+        arg_choosers = {(u.name, arg): SemanticChoice(models, params.embed_model, {
+            value: [text] for value, text in values.items()})
+            for u in params.tools for arg, values in TOOL_TYPES[u.name].choices.items()
+            if arg in schemas[u.name].get("properties", {})}
 
     async def choose(state: dict[str, Any], conversation: list[BaseMessage],
                      steps: list[dict[str, Any]]) -> str | None:
@@ -472,10 +462,26 @@ def build(params: Params, ctx: NodeContext) -> Any:
         schema where the engine can); the user's message for a tool of one text argument
         when its reply is not a JSON object."""
         schema = schemas[name]
+        last = message_text(conversation[-1]) if conversation else ""
+        chosen: dict[str, str] = {}
+        for (tool, arg), chooser in arg_choosers.items():
+            if tool == name and last.strip():
+                chosen[arg] = (await chooser.choose(last)).label
+        if chosen:  # fixed in the schema: the model writes the other arguments around them
+            schema = {**schema, "properties": {
+                k: ({**v, "enum": [chosen[k]]} if k in chosen else v)
+                for k, v in schema.get("properties", {}).items()}}
         props = schema.get("properties", {})
         keys = ", ".join(f'"{k}" ({_arg_help(v)})' for k, v in props.items())
         shots: list[BaseMessage] = []
-        for example in worked[name]:  # worked examples as earlier turns
+        examples = worked[name]
+        if shots_by_likeness is not None and len(examples) > 1 and last.strip():
+            likeness = (await shots_by_likeness.choose(last)).scores
+            # those with the chosen values, then the most similar, nearest the request
+            examples = [e for _, e in sorted(enumerate(examples), key=lambda pair: (
+                all(pair[1].args.get(k) == v for k, v in chosen.items()),
+                likeness.get(f"{name}#{pair[0]}", 0.0)))]
+        for example in examples:  # worked examples as earlier turns, the likest last
             shots += [HumanMessage(example.request),
                       AIMessage(json.dumps(example.args, ensure_ascii=False))]
         reply = await model_call([
@@ -486,7 +492,7 @@ def build(params: Params, ctx: NodeContext) -> Any:
         text = message_text(reply)
         args = {k: v for k, v in (_first_object(text) or {}).items() if k in props}
         if args:  # keys the tool does not take are dropped (the small model adds some)
-            return args
+            return {**args, **chosen}
         last = message_text(conversation[-1]) if conversation else ""
         return {next(iter(props)): last} if len(props) == 1 else {}
 
