@@ -419,8 +419,7 @@ def build(params: Params, ctx: NodeContext) -> Any:
                     for u in params.tools}
     worked = {u.name: u.worked() for u in params.tools}
     menu = "\n".join(f"- {name}: {text}" for name, text in descriptions.items())
-    selector = shots_by_likeness = None
-    arg_choosers: dict[tuple[str, str], SemanticChoice] = {}
+    selector = None
     if params.mode == "choose" and (
             params.select == "embedding"
             or (params.select == "auto" and params.embed_model in models.aliases())):
@@ -429,16 +428,6 @@ def build(params: Params, ctx: NodeContext) -> Any:
             **{u.name: [u.description or TOOL_TYPES[u.name].description,
                         *TOOL_TYPES[u.name].examples, *u.requests()] for u in params.tools},
             "none": NO_TOOL_EXAMPLES})
-        # the worked examples by similarity to the request, so the one most like it is the
-        # last the model reads before the request (a small model copies the nearest)
-        shots_by_likeness = SemanticChoice(models, params.embed_model, {
-            f"{name}#{i}": [example.request] for name, examples in worked.items()
-            for i, example in enumerate(examples)}) if any(worked.values()) else None
-        # arguments the tool lets an embedding model choose (the causal query's kind)
-        arg_choosers = {(u.name, arg): SemanticChoice(models, params.embed_model, {
-            value: [text] for value, text in values.items()})
-            for u in params.tools for arg, values in TOOL_TYPES[u.name].choices.items()
-            if arg in schemas[u.name].get("properties", {})}
 
     async def choose(state: dict[str, Any], conversation: list[BaseMessage],
                      steps: list[dict[str, Any]]) -> str | None:
@@ -462,26 +451,10 @@ def build(params: Params, ctx: NodeContext) -> Any:
         schema where the engine can); the user's message for a tool of one text argument
         when its reply is not a JSON object."""
         schema = schemas[name]
-        last = message_text(conversation[-1]) if conversation else ""
-        chosen: dict[str, str] = {}
-        for (tool, arg), chooser in arg_choosers.items():
-            if tool == name and last.strip():
-                chosen[arg] = (await chooser.choose(last)).label
-        if chosen:  # fixed in the schema: the model writes the other arguments around them
-            schema = {**schema, "properties": {
-                k: ({**v, "enum": [chosen[k]]} if k in chosen else v)
-                for k, v in schema.get("properties", {}).items()}}
         props = schema.get("properties", {})
         keys = ", ".join(f'"{k}" ({_arg_help(v)})' for k, v in props.items())
         shots: list[BaseMessage] = []
-        examples = worked[name]
-        if shots_by_likeness is not None and len(examples) > 1 and last.strip():
-            likeness = (await shots_by_likeness.choose(last)).scores
-            # those with the chosen values, then the most similar, nearest the request
-            examples = [e for _, e in sorted(enumerate(examples), key=lambda pair: (
-                all(pair[1].args.get(k) == v for k, v in chosen.items()),
-                likeness.get(f"{name}#{pair[0]}", 0.0)))]
-        for example in examples:  # worked examples as earlier turns, the likest last
+        for example in worked[name]:  # worked examples as earlier turns
             shots += [HumanMessage(example.request),
                       AIMessage(json.dumps(example.args, ensure_ascii=False))]
         reply = await model_call([
@@ -492,7 +465,7 @@ def build(params: Params, ctx: NodeContext) -> Any:
         text = message_text(reply)
         args = {k: v for k, v in (_first_object(text) or {}).items() if k in props}
         if args:  # keys the tool does not take are dropped (the small model adds some)
-            return {**args, **chosen}
+            return args
         last = message_text(conversation[-1]) if conversation else ""
         return {next(iter(props)): last} if len(props) == 1 else {}
 

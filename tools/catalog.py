@@ -16,8 +16,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -45,10 +45,6 @@ class ToolType:
     # the args' JSON Schema for one config (e.g. the dataset's columns as an enum); the
     # model writes arguments to it; default: `args`' own schema
     schema_for: Callable[[Any, NodeContext], dict[str, Any]] | None = None
-    # arguments an embedding model may choose before the chat model writes the rest: for
-    # each, its values and what a request for each says (an agent with an embedding model
-    # picks the value most similar to the request and fixes it in the schema)
-    choices: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def args_schema(self, config: BaseModel, ctx: NodeContext) -> dict[str, Any]:
         if self.schema_for is not None:
@@ -163,7 +159,7 @@ TOOL_TYPES: dict[str, ToolType] = {t.name: t for t in (
              ("What is the effect of a discount on churn?", "What would happen to "
               "spending if we raised prices?", "Would this customer have churned without "
               "the price increase?", "Why is this customer's churn score so high?"),
-             schema_for=causal_tool.args_schema, choices={"kind": causal_tool.KIND_CHOICES}),
+             schema_for=causal_tool.args_schema),
 )}
 
 

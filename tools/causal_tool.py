@@ -31,7 +31,7 @@ from flowloom.flows.home import flowloom_home
 from flowloom.flows.nodes._common import is_messages_field
 from flowloom.flows.registry import NodeContext, NodeType, StateRef
 
-__all__ = ["DATASETS_FILE", "KIND_CHOICES", "NODE_TYPE", "Dataset", "QueryArgs", "demo_dir",
+__all__ = ["DATASETS_FILE", "NODE_TYPE", "Dataset", "QueryArgs", "demo_dir",
            "resolve_dataset"]
 
 DATASETS_FILE = "datasets.yaml"
@@ -42,15 +42,6 @@ KIND_HELP = ("effect: average effect of setting the treatment to `value` instead
              "(`unit`) would have been had its treatment been `value`; abduce: which "
              "causes explain one row's unusual outcome; refute: checks of the effect "
              "estimate (placebo, random common cause)")
-# What a request for each kind says, for choosing the kind by embedding similarity (the
-# bundled 0.5B chat model picks it right in 4 of 10 requests; benchmarks/RESULTS.md)
-KIND_CHOICES = {
-    "effect": "the average effect of X on Y: how much does changing X change Y",
-    "intervene": "what would Y be on average if we set X for everyone",
-    "counterfactual": "what would one customer's Y have been had X been different",
-    "abduce": "why is one customer's Y unusual: its root causes",
-    "refute": "is the effect estimate robust: placebo and random common cause checks",
-}
 
 
 def demo_dir() -> Path:

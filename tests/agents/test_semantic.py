@@ -99,32 +99,3 @@ async def test_supervisor_embedding_mode_routes_without_a_chat_model_call():
     assert not any("Classify" in str(call[0].content) for call in models.calls)
     out = await graph.ainvoke({"messages": [("user", "thanks, hello")]})
     assert out["route"] == "general"
-
-
-async def test_the_worked_example_most_like_the_request_is_shown_last(tmp_path):
-    """With an embedding model, the argument prompt's worked examples are ordered by
-    similarity to the request: the likest is the turn just before it."""
-    examples = [{"request": "How many customers are there?", "args": {"question": "customers"}},
-                {"request": "How many orders are there?", "args": {"question": "orders"}},
-                {"request": "Say hello to the docs", "args": {"question": "hello"}}]
-    doc = agent_flow(mode="choose", select="embedding", tools=[
-        {"name": "sql_query", "config": {"database": "demo"}, "examples": examples}])
-    shown: list[list[str]] = []
-
-    def agent(messages, turn):
-        first = str(messages[0].content)
-        if "Write the arguments for the tool sql_query" in first:
-            shown.append([str(m.content) for m in messages[1:-1:2]])
-            return '{"question": "How many orders are there?"}'
-        if "SELECT" in first:
-            return "```sql\nSELECT COUNT(*) FROM orders\n```"
-        return "Some."
-
-    models, _ = with_embeddings(scripted(agent))
-    graph = compile_flow(load_flow(doc).flow, ctx=BuildContext(models=models,
-                                                               data_dir=tmp_path))
-    await graph.ainvoke({"messages": [("user", "orders: how many orders?")]})
-    await graph.ainvoke({"messages": [("user", "and customers, how many customers?")]})
-    assert shown[0][-1] == "How many orders are there?"
-    assert shown[1][-1] == "How many customers are there?"
-    assert sorted(shown[0]) == sorted(shown[1]) == sorted(e["request"] for e in examples)

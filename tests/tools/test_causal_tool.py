@@ -5,7 +5,6 @@ graph logic; the numbers come from the real fitted model)."""
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pandas as pd
@@ -153,48 +152,3 @@ async def test_a_randomised_treatment_needs_no_adjustment():
     assert numbers["effect"] == pytest.approx(0.095, rel=0.05)  # the README's truth
     assert numbers["backdoor_method"] == "backdoor.linear_regression"
     assert numbers["backdoor_effect"] == pytest.approx(0.095, rel=0.15)
-
-
-async def test_an_embedding_model_chooses_the_query_kind(home):
-    """With an embedding model the kind is the one whose description is most like the
-    request, fixed in the schema: the chat model's own guess does not override it."""
-    from flowloom.tools.causal_tool import KIND_CHOICES
-
-    marks = ["much", "everyone", "had", "unusual", "robust"]  # one word per kind's text
-    def words(text):
-        return re.findall(r"\w+", text.lower())
-
-    assert all(any(m in words(text) for m in marks) for text in KIND_CHOICES.values())
-
-    async def aembed(alias, texts):
-        return [[float(m in words(t)) for m in marks] + [0.01] for t in texts]
-
-    doc = {"schema_version": 1, "id": "ca", "name": "Causal agent",
-           "state": {"messages": {"type": "messages"}, "agent_steps": {"type": "array"}},
-           "nodes": [{"id": "agent", "type": "agent.tools@1", "params": {
-               "mode": "choose", "select": "embedding",
-               "tools": [{"name": "causal_query", "config": {"dataset": "toy"},
-                          "examples": ["What does x do to y?"]}]}}],
-           "edges": [{"source": "START", "target": "agent"},
-                     {"source": "agent", "target": "END"}]}
-    schemas = []
-
-    def agent(messages, turn):
-        first = str(messages[0].content)
-        if "Write the arguments for the tool causal_query" in first:
-            assert "; one of: abduce)" in first
-            return json.dumps({"kind": "effect", "outcome": "y", "unit": 3})
-        return "Row 3's y is explained by x."
-
-    models = scripted(agent)
-    models.aembed = aembed
-    from tests.agents.test_approval import on_generate
-
-    on_generate(models, lambda kw: schemas.append(kw.get("response_format")))
-    graph = compile_flow(load_flow(doc).flow, ctx=BuildContext(models=models,
-                                                               data_dir=home))
-    out = await graph.ainvoke({"messages": [("user", "Why is row 3's y so unusual?")]})
-    [step] = out["agent_steps"]
-    assert step["args"]["kind"] == "abduce" and step["result"]["kind"] == "abduce"
-    form = next(f for f in schemas if f)
-    assert form["json_schema"]["schema"]["properties"]["kind"]["enum"] == ["abduce"]
