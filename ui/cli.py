@@ -387,6 +387,12 @@ from flowloom.ui.causal_cli import causal_app  # noqa: E402
 
 app.add_typer(causal_app, name="causal")
 
+from flowloom.ui.rec_cli import rec_app  # noqa: E402
+from flowloom.ui.route_sim_cli import add_route_sim  # noqa: E402
+
+add_route_sim(rec_app)  # `flowloom rec route-sim`: the adaptive router under a burst
+app.add_typer(rec_app, name="rec")
+
 from flowloom.ui.prompts_cli import export, prompts_app  # noqa: E402
 
 app.add_typer(prompts_app, name="prompts")

@@ -7,6 +7,9 @@ Series (all prefixed `flowloom_`):
   API at their end (the OpenAI-compatible endpoint's flows are not runs there).
 - `node_duration_seconds{flow,node}`: each node's execution, from a LangGraph callback.
 - `route_decisions_total{flow,route}`: the state field `route` at each run's end.
+- `adaptive_decisions_total{flow,node,route,reason}`: every `router.adaptive` decision in
+  this process (uncertain, confident, budget_exhausted, forced_*, no_signal), and
+  `rerank_total{outcome}`: how `rec.answer`'s LLM reranks ended (reranked or a fallback).
 - `model_calls_total`, `model_errors_total`, `model_tokens_total{type}`,
   `model_cost_usd_total`, `model_call_seconds_total`, all `{model}`: the gateway's
   records, read at scrape time (absent when the models are not a gateway's).
@@ -105,6 +108,25 @@ class _ModelUsage(Collector):
         yield from (calls, errors, tokens, cost, seconds)
 
 
+class _Routing(Collector):
+    """The adaptive routers' decisions and the reranks' outcomes, read at each scrape."""
+
+    def collect(self) -> Iterator[Metric]:
+        from flowloom.agents.adaptive import decision_counts
+        from flowloom.agents.rec_answer import rerank_counts
+
+        decisions = CounterMetricFamily(
+            "flowloom_adaptive_decisions", "router.adaptive decisions",
+            labels=["flow", "node", "route", "reason"])
+        for (flow, node, route, reason), count in sorted(decision_counts().items()):
+            decisions.add_metric([flow, node, route, reason], count)
+        reranks = CounterMetricFamily("flowloom_rerank", "rec.answer reranks by outcome",
+                                      labels=["outcome"])
+        for outcome, count in rerank_counts().items():
+            reranks.add_metric([outcome], count)
+        yield from (decisions, reranks)
+
+
 class ServerMetrics:
     """One app's metrics; a RunObserver of its RunManager once `start`ed."""
 
@@ -124,6 +146,7 @@ class ServerMetrics:
                               ["flow", "route"], registry=self.registry)
         self._models = _ModelUsage()
         self.registry.register(self._models)
+        self.registry.register(_Routing())
         self._started: dict[str, float] = {}
 
     def start(self, services: Services) -> None:

@@ -135,3 +135,47 @@ async def test_openai_endpoint_requests_are_runs_in_metrics_and_history(tmp_path
     assert value(found, "flowloom_node_duration_seconds_count", flow="chat", node="answer") == 3
     assert sorted(r["status"] for r in history) == ["error", "success", "success"]
     assert "t-openai" in {r["thread_id"] for r in history}
+
+
+async def test_the_route_header_drives_the_adaptive_router_and_its_metrics(tmp_path):
+    """The recommend example on a real server: X-Flowloom-Route: force_slow sends a request
+    the model is sure of to the (scripted) reranker, force_fast keeps an uncertain one on
+    System 1; /metrics counts both decisions and the rerank."""
+    import json
+
+    from flowloom.agents.adaptive import reset_buckets
+    from flowloom.agents.rec_answer import reset_rerank_counts
+
+    reset_buckets()
+    reset_rerank_counts()
+    rerank = json.dumps({"ranking": [2, 1], "explanation": "scripted"})
+    app = create_app(settings(tmp_path), ctx=BuildContext(
+        models=ScriptedModels(lambda _m: rerank), data_dir=tmp_path))
+    sure = {"history": ["m001", "m002"], "messages": [{"role": "user", "content": "next?"}]}
+    for url in run_server(app):
+        async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+            slow = await http.post("/runs/wait", json={"assistant_id": "recommend",
+                                                       "input": sure},
+                                   headers={"X-Flowloom-Route": "force_slow"})
+            fast = await http.post("/runs/wait", json={"assistant_id": "recommend", "input": {
+                "messages": [{"role": "user", "content": "suggest something"}]}},
+                headers={"X-Flowloom-Route": "force_fast"})
+            plain = await http.post("/runs/wait", json={"assistant_id": "recommend",
+                                                        "input": sure})
+            found = samples((await http.get("/metrics")).text)
+    assert slow.status_code == fast.status_code == plain.status_code == 200
+    assert slow.json()["route_decision"]["reason"] == "forced_slow"
+    assert slow.json()["ranking"]["source"] == "llm"
+    assert fast.json()["route_decision"]["reason"] == "forced_fast"
+    assert fast.json()["recommendation"]["entropy_norm"] > 0.8  # uncertain, kept fast
+    assert plain.json()["route_decision"]["reason"] == "confident"
+    decisions = "flowloom_adaptive_decisions_total"
+    assert value(found, decisions, flow="recommend", node="gate", route="slow",
+                 reason="forced_slow") == 1
+    assert value(found, decisions, flow="recommend", node="gate", route="fast",
+                 reason="forced_fast") == 1
+    assert value(found, decisions, flow="recommend", node="gate", route="fast",
+                 reason="confident") == 1
+    assert value(found, "flowloom_rerank_total", outcome="reranked") == 1
+    reset_buckets()
+    reset_rerank_counts()

@@ -102,3 +102,28 @@ def test_analyst_agent_calls_sql_for_a_count(model_home, running_model_service):
               "How many orders are there?", "--json")
     assert out.returncode == 0, out.stderr
     assert str(orders) in json.loads(out.stdout)["output"]
+
+
+def test_recommend_answers_fast_and_reranks_the_uncertain(model_home, running_model_service):
+    """System 1 alone for films the model is sure of; the bundled LLM reranks a request
+    with no history (uncertain): its films are the candidates', or System 1's after a
+    counted fallback."""
+    flow = str(examples_dir() / "recommend.json")
+    sure = cli(model_home, "run", flow, "--input", "I loved Star Harbor and Star Harbor II",
+               "--json")
+    assert sure.returncode == 0, sure.stderr
+    out = json.loads(sure.stdout)
+    assert set(out["node_seconds"]) == {"recommend", "gate", "quick"}
+    assert out["output"].startswith("Recommended for you:\n1. ")
+    assert "Star Harbor III" in out["output"]  # the series' next part
+    unsure = cli(model_home, "run", flow, "--input", "Suggest something to watch", "--json")
+    assert unsure.returncode == 0, unsure.stderr
+    out = json.loads(unsure.stdout)
+    assert set(out["node_seconds"]) == {"recommend", "gate", "rerank"}
+    listed = [line.split(". ", 1)[1] for line in out["output"].splitlines()
+              if line[:1].isdigit() and ". " in line]
+    assert len(listed) == 5 and len(set(listed)) == 5
+    from flowloom.tools.rec import load_interactions
+
+    catalogue = set(load_interactions("demo").titles)
+    assert set(listed) <= catalogue  # never a film the model made up
