@@ -118,10 +118,10 @@ def items_in_text(text: str, ids: Sequence[str], titles: Sequence[str]) -> list[
     return ordered
 
 
-def _history(value: Any, recommender: Any) -> tuple[list[str], list[float] | None]:
-    """Ids (titles mapped to ids) and timestamps (when every entry has one)."""
-    by_title = {t.strip().lower(): i for i, t in zip(recommender.items, recommender.titles,
-                                                     strict=True)}
+def _history(value: Any, recommender: Any, by_title: dict[str, str]
+             ) -> tuple[list[str], list[float] | None]:
+    """Ids (titles, by `by_title`, mapped to ids) and timestamps (when every entry has
+    one)."""
     items: list[str] = []
     times: list[float] = []
     for entry in value:
@@ -151,12 +151,17 @@ def build(params: Params, ctx: NodeContext) -> Any:
         from flowloom.tools.rec import RecError
 
         try:
-            loaded[:] = [load_recommender(checkpoint, home)]
+            recommender = load_recommender(checkpoint, home)
+            # the catalogue's lookups, once per node rather than per request
+            titles = dict(zip(recommender.items, recommender.titles, strict=True))
+            by_title = {t.strip().lower(): i for i, t in titles.items()}
+            loaded[:] = [recommender, titles, by_title]
         except RecError as exc:
             raise FlowRunError(f"model {params.model}: {exc}", node_id=node_id) from None
-        return loaded[0]
+        return loaded
 
-    def recommend(state: dict[str, Any], recommender: Any) -> dict[str, Any]:
+    def recommend(state: dict[str, Any], recommender: Any, titles: dict[str, str],
+                  by_title: dict[str, str]) -> dict[str, Any]:
         from flowloom.tools.rec import RecError
 
         started = time.perf_counter()
@@ -167,7 +172,7 @@ def build(params: Params, ctx: NodeContext) -> Any:
             if not isinstance(given, list):
                 raise FlowRunError(f"state.{params.history_field}: expected a list of item ids "
                                    f"or titles, got {type(given).__name__}", node_id=node_id)
-            history, stamps = _history(given, recommender)
+            history, stamps = _history(given, recommender, by_title)
         else:
             messages = (state.get(params.messages_field) or []) if read_messages else []
             text = message_text(messages[-1]) if messages else ""
@@ -177,7 +182,6 @@ def build(params: Params, ctx: NodeContext) -> Any:
                                            exclude_seen=params.exclude_seen)
         except RecError as exc:
             raise FlowRunError(str(exc), node_id=node_id) from None
-        titles = dict(zip(recommender.items, recommender.titles, strict=True))
         known = [h for h in history if h in titles]
         solver = f"-{recommender.config.get('solver')}" if recommender.kind == "ode" else ""
         return {output: {
@@ -195,7 +199,9 @@ def build(params: Params, ctx: NodeContext) -> Any:
     def tool_recommend(state: dict[str, Any]) -> dict[str, Any]:
         # sync, so async runs call it on a worker thread: the first request loads the model
         # (the demo's: trains it, seconds) off the event loop; later ones take a millisecond
-        return recommend(state, loaded[0] if loaded else load())
+        if not loaded:
+            load()
+        return recommend(state, *loaded)
 
     return tool_recommend
 
