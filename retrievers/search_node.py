@@ -9,6 +9,7 @@ The documents it writes (`[{"n": 1, "text": ..., "source": ..., "filename": ...,
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import PurePath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -19,7 +20,7 @@ from flowloom.flows.nodes._common import check_template, template_refs
 from flowloom.flows.registry import NodeContext, NodeType, StateRef
 from flowloom.flows.templates import Template
 
-__all__ = ["NODE_TYPE", "Params", "build", "documents_from_hits"]
+__all__ = ["NODE_TYPE", "Params", "build", "documents_from_hits", "public_source"]
 
 FilterValue = str | int | float | bool | list[str | int | float | bool]
 
@@ -54,6 +55,14 @@ def state_refs(params: Params) -> Iterator[StateRef]:
     yield StateRef("output", params.output, "write")
 
 
+def public_source(source: str) -> str:
+    """A document's source as clients see it: a local path is reduced to the file's name
+    (the server's folders are nobody's business), a URL stays as it is."""
+    if not source or "://" in source:
+        return source
+    return PurePath(source).name or source
+
+
 def documents_from_hits(hits: Any) -> list[dict[str, Any]]:
     """Search hits as the JSON documents the node writes, numbered from 1."""
     docs = []
@@ -61,7 +70,8 @@ def documents_from_hits(hits: Any) -> list[dict[str, Any]]:
         meta = hit.metadata or {}
         docs.append({
             "n": n, "text": hit.text, "score": round(float(hit.score), 6),
-            "source": meta.get("source", ""), "filename": meta.get("filename", ""),
+            "source": public_source(str(meta.get("source") or "")),
+            "filename": meta.get("filename", ""),
             "section": meta.get("section", ""), "page": meta.get("page"),
             "chunk_id": hit.chunk_id, "doc_id": hit.doc_id,
         })

@@ -311,6 +311,9 @@ def serve(
     demo_kb: Annotated[bool, typer.Option(
         "--demo-kb/--no-demo-kb", help="Build the 'demo' knowledge base (flowloom's docs) "
         "for the rag_chat example, in the background; flowloom up does).")] = False,
+    metrics_role: Annotated[str, typer.Option(
+        "--metrics-role", help="Who may read /metrics once API keys exist: admin (default; "
+        "it shows every key's traffic) or user.")] = "admin",
 ) -> None:
     """Serve every flow over the LangGraph API (langgraph-sdk) and an OpenAI-style API."""
     from flowloom.backends.server import ServerSettings
@@ -321,8 +324,11 @@ def serve(
     for folder in folders:
         if not folder.is_dir():
             raise UsageError(f"--flows {folder}: not a folder")
+    if metrics_role not in ("admin", "user"):
+        raise UsageError(f"--metrics-role {metrics_role}: must be admin or user")
     run_server(ServerSettings(host=host, port=port, database=database, models=models,
-                              flows_dirs=folders, demo_kb=demo_kb))
+                              flows_dirs=folders, demo_kb=demo_kb,
+                              metrics_role=metrics_role))  # type: ignore[arg-type]
 
 
 @app.command()

@@ -342,10 +342,14 @@ class Gateway:
 
     # -- usage --------------------------------------------------------------------------------
 
-    def recent_calls(self, limit: int | None = None) -> list[CallRecord]:
-        """The latest call records, oldest first."""
-        return self._log.recent(limit)
+    def recent_calls(self, limit: int | None = None, *, owner: str | None = None,
+                     every_owner: bool = True) -> list[CallRecord]:
+        """The latest call records, oldest first (with `every_owner` False, only those
+        made for `owner`: see `records.call_owner`)."""
+        return self._log.recent(limit, owner=owner, every_owner=every_owner)
 
-    def usage_summary(self) -> UsageSummary:
-        """Totals since start: calls, errors, tokens, cost and latency, overall and per alias."""
-        return self._log.summary()
+    def usage_summary(self, *, owner: str | None = None,
+                      every_owner: bool = True) -> UsageSummary:
+        """Totals since start: calls, errors, tokens, cost and latency, overall and per alias
+        (with `every_owner` False, of `owner`'s calls only)."""
+        return self._log.summary(owner=owner, every_owner=every_owner)

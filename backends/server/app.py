@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -71,6 +71,8 @@ class ServerSettings:
     stale_after_s: float = 30.0
     # make the `demo` knowledge base from the shipped docs (the rag_chat example uses it)
     demo_kb: bool = False
+    # who may read /metrics (every key's traffic) once keys exist: "admin" or "user"
+    metrics_role: Literal["admin", "user"] = "admin"
 
 
 def _location(loc: Any) -> str:

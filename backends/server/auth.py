@@ -7,7 +7,10 @@ Policy:
 - The key comes in `x-api-key` (langgraph-sdk) or `Authorization: Bearer` (openai client).
 - Roles: `admin` may do everything; `user` everything but changing flows (PUT, DELETE,
   PATCH under /flows/), prompts (writes under /prompts) and knowledge bases (writes
-  under /kbs but search). `/ok`, `/info`, `/openapi.json` and the docs stay open.
+  under /kbs but search), and reading `/metrics` (unless `metrics_role` is user).
+  `/ok`, `/info`, `/openapi.json` and the docs stay open.
+- Ownership: each admitted request acts as a `Principal` (`tenancy.current_principal`);
+  a user key reaches only the threads, runs and assistants it made (tenancy.py).
 - Rate: a token bucket per key and server process, `rpm` per minute with a burst of
   rpm/6 (`burst_for`); past it, 429 with `Retry-After`.
 - Budget: a key is charged the gateway's cost growth while its flow-running requests and
@@ -27,7 +30,6 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from contextvars import ContextVar
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from flowloom.backends.gateway.records import call_owner
 from flowloom.backends.server._limits import RateLimiter, SpendMeter
 from flowloom.backends.server._state import Services
 from flowloom.backends.server._usage import total_cost
@@ -48,6 +51,7 @@ from flowloom.backends.server.errors import (
 )
 from flowloom.backends.server.keys import ApiKey, KeyStore, Role, key_id_of
 from flowloom.backends.server.runs import RunHandle
+from flowloom.backends.server.tenancy import LOCAL, Principal, current_principal
 
 if TYPE_CHECKING:
     from flowloom.backends.server.app import ServerSettings
@@ -58,7 +62,6 @@ __all__ = [
     "AuthMiddleware",
     "Guard",
     "auth_required",
-    "current_key",
     "install_auth",
     "is_loopback",
     "required_role",
@@ -71,9 +74,6 @@ CACHE_S = 2.0
 OPEN_PATHS = frozenset({"/ok", "/info", "/openapi.json", "/docs", "/docs/oauth2-redirect",
                         "/redoc"})
 _RUNS_FLOW = re.compile(r"^(/threads/[^/]+)?/runs(/wait|/stream|/batch)?$|^/v1/chat/completions$")
-
-current_key: ContextVar[str | None] = ContextVar("flowloom_api_key", default=None)
-"""The id of the key the current request (and the runs it starts) came with."""
 
 
 def is_loopback(host: str) -> bool:
@@ -91,11 +91,14 @@ def auth_required(host: str, active_keys: int) -> bool:
     return not is_loopback(host) or active_keys > 0
 
 
-def required_role(method: str, path: str) -> Role | None:
+def required_role(method: str, path: str, *, metrics_role: Role = "admin") -> Role | None:
     """The role a request needs; None for the open endpoints. Changing flows (any write
-    under /flows but validation) or prompts needs admin."""
+    under /flows but validation), prompts or knowledge bases needs admin, and so does
+    reading `/metrics` (every key's traffic) unless `metrics_role` is user."""
     if path in OPEN_PATHS:
         return None
+    if path == "/metrics":
+        return metrics_role
     changes_flows = (path == "/flows" or path.startswith("/flows/")) and method not in (
         "GET", "HEAD", "OPTIONS")
     if changes_flows and not (method == "POST" and path == "/flows/validate"):
@@ -130,8 +133,10 @@ class Guard:
     Also a RunObserver: a run is metered against the key whose request started it.
     """
 
-    def __init__(self, host: str, *, cache_s: float | None = None) -> None:
+    def __init__(self, host: str, *, cache_s: float | None = None,
+                 metrics_role: Role = "admin") -> None:
         self.host = host
+        self.metrics_role = metrics_role
         self.cache_s = CACHE_S if cache_s is None else cache_s
         self.limiter = RateLimiter()
         self.meter = SpendMeter(lambda: 0.0)
@@ -173,7 +178,7 @@ class Guard:
 
     async def admit(self, method: str, path: str, headers: Mapping[str, str]) -> ApiKey | None:
         """The request's key (None when auth is off or the path is open), or an AuthError."""
-        needed = required_role(method, path)
+        needed = required_role(method, path, metrics_role=self.metrics_role)
         if needed is None or not await self.required():
             return None
         presented = _presented_key(headers)
@@ -219,7 +224,8 @@ class Guard:
             self._keys[key_id] = (at, replace(key, spent_usd=key.spent_usd + cost))
 
     async def run_started(self, handle: RunHandle, config: dict[str, Any]) -> None:
-        key_id = current_key.get()  # the run's task inherited its request's context
+        # the run's task inherited its request's context
+        key_id = current_principal.get().key_id
         if key_id is not None:
             self._runs[handle.run_id] = key_id
             self.enter(key_id)
@@ -260,23 +266,29 @@ class AuthMiddleware:
         except AuthError as exc:
             await _refusal(exc)(scope, receive, send)
             return
-        if key is None:
-            await self.app(scope, receive, send)
+        if key is None:  # auth off (or an open path): the one local user
+            token = current_principal.set(LOCAL)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                current_principal.reset(token)
             return
-        token = current_key.set(key.key_id)
+        token = current_principal.set(Principal(key.key_id, admin=key.role == "admin"))
+        calls_token = call_owner.set(key.key_id)  # its model calls are recorded as its own
         metered = runs_flow(method, path)
         if metered:
             self.guard.enter(key.key_id)
         try:
             await self.app(scope, receive, send)
         finally:
-            current_key.reset(token)
+            call_owner.reset(calls_token)
+            current_principal.reset(token)
             if metered:
                 await self.guard.leave(key.key_id)
 
 
 def install_auth(app: FastAPI, settings: ServerSettings) -> Guard:
     """Add the auth middleware to `app`; the lifespan must `await guard.start(services)`."""
-    guard = Guard(settings.host)
+    guard = Guard(settings.host, metrics_role=settings.metrics_role)
     app.add_middleware(AuthMiddleware, guard=guard)
     return guard

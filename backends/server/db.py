@@ -15,28 +15,40 @@ from typing import Any
 from flowloom.flows.checkpoint import GroupCommit, checkpointer_kind
 from flowloom.flows.home import flowloom_home
 
-__all__ = ["Database", "Statement", "open_database"]
+__all__ = ["COLUMNS", "Database", "Statement", "open_database"]
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS fl_threads (
         thread_id TEXT PRIMARY KEY, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
         state_updated_at TEXT NOT NULL, metadata TEXT NOT NULL, status TEXT NOT NULL,
-        config TEXT NOT NULL, graph_id TEXT)""",
+        config TEXT NOT NULL, graph_id TEXT, owner_key TEXT)""",
     """CREATE TABLE IF NOT EXISTS fl_runs (
         run_id TEXT PRIMARY KEY, thread_id TEXT NOT NULL, assistant_id TEXT NOT NULL,
         status TEXT NOT NULL, metadata TEXT NOT NULL, kwargs TEXT NOT NULL,
         multitask_strategy TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-        owner TEXT)""",
+        owner TEXT, owner_key TEXT)""",
     "CREATE INDEX IF NOT EXISTS fl_runs_thread ON fl_runs (thread_id, created_at)",
     """CREATE TABLE IF NOT EXISTS fl_assistants (
         assistant_id TEXT PRIMARY KEY, graph_id TEXT NOT NULL, name TEXT NOT NULL,
         description TEXT, config TEXT NOT NULL, context TEXT NOT NULL, metadata TEXT NOT NULL,
-        version INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+        version INTEGER NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        owner_key TEXT)""",
     """CREATE TABLE IF NOT EXISTS fl_assistant_versions (
         assistant_id TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
         PRIMARY KEY (assistant_id, version))""",
     """CREATE TABLE IF NOT EXISTS fl_flows (
         flow_id TEXT PRIMARY KEY, document TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+]
+# Columns added after a table's first release: (table, column, type). `setup` adds those a
+# database made by an older version lacks (rows made before have them NULL).
+COLUMNS = [
+    ("fl_threads", "owner_key", "TEXT"),  # the API key that owns it (tenancy.py)
+    ("fl_runs", "owner_key", "TEXT"),
+    ("fl_assistants", "owner_key", "TEXT"),
+]
+# Indexes over added columns (made once the columns exist).
+INDEXES = [
+    "CREATE INDEX IF NOT EXISTS fl_threads_owner ON fl_threads (owner_key, created_at)",
 ]
 
 
@@ -63,8 +75,26 @@ class Database:
         rows = await self.fetchall(sql, params)
         return rows[0] if rows else None
 
+    async def columns(self, table: str) -> set[str]:
+        """The names of `table`'s columns."""
+        raise NotImplementedError
+
+    async def add_columns(self, columns: Sequence[tuple[str, str, str]]) -> None:
+        """Add each `(table, column, type)` the table lacks (an older database's)."""
+        for table, column, kind in columns:
+            if column not in await self.columns(table):
+                try:
+                    await self.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                except Exception:
+                    # another server sharing the database added it first
+                    if column not in await self.columns(table):
+                        raise
+
     async def setup(self) -> None:
         for statement in SCHEMA:
+            await self.execute(statement)
+        await self.add_columns(COLUMNS)
+        for statement in INDEXES:
             await self.execute(statement)
 
 
@@ -96,6 +126,9 @@ class _Sqlite(Database):
             counts = _batch(self.conn, [(sql, tuple(p)) for sql, p in statements])
         await self.group.commit()
         return counts
+
+    async def columns(self, table: str) -> set[str]:
+        return {row["name"] for row in await self.fetchall(f"PRAGMA table_info({table})")}
 
 
 def _fetchall(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]
@@ -144,6 +177,12 @@ class _Postgres(Database):
             names = [d.name for d in cursor.description or ()]
             return [dict(zip(names, row, strict=True)) for row in await cursor.fetchall()]
 
+    async def columns(self, table: str) -> set[str]:
+        rows = await self.fetchall(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+            "AND table_schema = current_schema()", (table,))
+        return {row["column_name"] for row in rows}
+
     async def batch(self, statements: Sequence[Statement]) -> list[int]:
         async with self.pool.connection() as conn, conn.transaction():
             counts = []
@@ -163,6 +202,7 @@ async def open_database(url: str | None, *, home: Path | None = None,
     event loop's thread would wait on each other's write lock."""
     kind = checkpointer_kind(url)
     group = getattr(checkpointer, "group", None)
+    db: Database
     if kind == "sqlite" and url is not None and isinstance(group, GroupCommit):
         db = _Sqlite(group.conn, group)
         await db.setup()
@@ -174,7 +214,7 @@ async def open_database(url: str | None, *, home: Path | None = None,
         conninfo = str(url).replace("postgresql+psycopg://", "postgresql://")
         async with AsyncConnectionPool(conninfo, min_size=1, max_size=8, open=False,
                                        kwargs={"autocommit": True}) as pool:
-            db: Database = _Postgres(pool)
+            db = _Postgres(pool)
             await db.setup()
             yield db
         return

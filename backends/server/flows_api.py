@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from pathlib import PurePath
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from flowloom.backends.server._state import services
 from flowloom.backends.server.catalog import FlowCatalog
 from flowloom.backends.server.errors import BadRequest, NotFound
 from flowloom.backends.server.store import FlowDocuments, ServerStore
+from flowloom.backends.server.tenancy import Principal, access, caller
 from flowloom.flows.errors import FlowError, FlowLoadError
 from flowloom.flows.format import Flow, dump_flow
 from flowloom.flows.loader import check_flow, load_flow
@@ -24,7 +26,19 @@ from flowloom.flows.prompts import import_prompts, pin_prompts
 __all__ = ["load_saved_flows", "router"]
 
 logger = logging.getLogger("flowloom.server")
+# Flows are shared: every key reads and runs them, admins change them.
 router = APIRouter(tags=["flows"])
+SHARED = access("shared")
+Caller = Annotated[Principal, Depends(caller)]
+
+
+def _described(catalog: FlowCatalog, flow_id: str, who: Principal) -> dict[str, Any]:
+    """A flow's listing; a user key sees an example file's name, not the server's path."""
+    entry = catalog.describe(flow_id)
+    source = str(entry["source"])
+    if not who.admin and source.startswith("file:"):
+        entry["source"] = "file:" + PurePath(source.removeprefix("file:")).name
+    return entry
 
 
 async def load_saved_flows(store: ServerStore, catalog: FlowCatalog) -> None:
@@ -47,13 +61,13 @@ async def _body(request: Request) -> Any:
                          f"{exc.colno}") from None
 
 
-@router.get("/flows")
-async def list_flows(request: Request) -> list[dict[str, Any]]:
+@router.get("/flows", openapi_extra=SHARED)
+async def list_flows(request: Request, who: Caller) -> list[dict[str, Any]]:
     catalog = services(request).catalog
-    return [catalog.describe(i) for i in catalog.ids()]
+    return [_described(catalog, i, who) for i in catalog.ids()]
 
 
-@router.get("/flows/{flow_id}")
+@router.get("/flows/{flow_id}", openapi_extra=SHARED)
 async def get_flow(flow_id: str, request: Request) -> Response:
     compiled = services(request).catalog.get(flow_id)
     if compiled is None:
@@ -61,7 +75,7 @@ async def get_flow(flow_id: str, request: Request) -> Response:
     return Response(dump_flow(compiled.flow), media_type="application/json")
 
 
-@router.get("/flows/{flow_id}/export")
+@router.get("/flows/{flow_id}/export", openapi_extra=SHARED)
 async def export_flow(flow_id: str, request: Request) -> Response:
     """The flow as a file to share: every prompt ref pinned to the version it resolves to
     now, and those versions carried in `prompts`, so importing it elsewhere is
@@ -75,7 +89,7 @@ async def export_flow(flow_id: str, request: Request) -> Response:
     return Response(dump_flow(Flow.model_validate(pinned)), media_type="application/json")
 
 
-@router.put("/flows/{flow_id}")
+@router.put("/flows/{flow_id}", openapi_extra=SHARED)
 async def put_flow(flow_id: str, request: Request) -> dict[str, Any]:
     """Validate (and migrate) the document, compile it, store it: live on success, and on
     any problem nothing changes. Prompt versions it carries are added to the prompt store
@@ -100,7 +114,7 @@ async def put_flow(flow_id: str, request: Request) -> dict[str, Any]:
     return {**svc.catalog.describe(flow_id), "notes": notes}
 
 
-@router.delete("/flows/{flow_id}", status_code=204)
+@router.delete("/flows/{flow_id}", status_code=204, openapi_extra=SHARED)
 async def delete_flow(flow_id: str, request: Request) -> None:
     svc = services(request)
     compiled = svc.catalog.get(flow_id)
@@ -113,7 +127,7 @@ async def delete_flow(flow_id: str, request: Request) -> None:
     svc.catalog.remove(flow_id)
 
 
-@router.post("/flows/validate")
+@router.post("/flows/validate", openapi_extra=access("user"))
 async def validate_flow(request: Request) -> dict[str, Any]:
     """Every problem of a document, with its path; `document` is the document migrated to
     the current schema version (as PUT would store it, before validation)."""

@@ -23,12 +23,13 @@ from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from flowloom.backends.server.errors import BadRequest, Conflict, NotFound
+from flowloom.backends.server.tenancy import Principal, access, caller
 from flowloom.retrievers.errors import (
     KnowledgeBaseExists,
     KnowledgeError,
@@ -36,12 +37,15 @@ from flowloom.retrievers.errors import (
     UnknownKnowledgeBase,
 )
 from flowloom.retrievers.kb import KnowledgeBases, close_knowledge_bases, knowledge_bases
-from flowloom.retrievers.search_node import documents_from_hits
+from flowloom.retrievers.search_node import documents_from_hits, public_source
 
 __all__ = ["DEMO_KB", "attach", "demo_corpus", "router"]
 
 logger = logging.getLogger("flowloom.server")
+# Knowledge bases are shared: every key reads and searches them, admins change them.
 router = APIRouter(tags=["knowledge"])
+SHARED = access("shared")
+Caller = Annotated[Principal, Depends(caller)]
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 KEEP_JOBS = 200
 DEMO_KB = "demo"
@@ -165,13 +169,20 @@ async def attach(app: FastAPI, stack: AsyncExitStack, *, home: Path, models: Any
     stack.push_async_callback(stop)
 
 
-@router.get("/kbs")
-async def list_kbs(request: Request) -> dict[str, Any]:
+@router.get("/kbs", openapi_extra=SHARED)
+async def list_kbs(request: Request, who: Caller) -> dict[str, Any]:
     svc = _service(request)
-    return {"kbs": await asyncio.to_thread(svc.kbs.list)}
+    return {"kbs": [_public_kb(kb, who) for kb in await asyncio.to_thread(svc.kbs.list)]}
 
 
-@router.post("/kbs", status_code=201)
+def _public_kb(kb: dict[str, Any], who: Principal) -> dict[str, Any]:
+    """A KB as `who` sees it: a user key is not told a Milvus server's address."""
+    if who.admin or kb.get("uri") in (None, "embedded"):
+        return kb
+    return {**kb, "uri": "server"}
+
+
+@router.post("/kbs", status_code=201, openapi_extra=SHARED)
 async def create_kb(body: KBCreate, request: Request) -> dict[str, Any]:
     svc = _service(request)
     with _mapped():
@@ -187,41 +198,48 @@ async def _kb(svc: KnowledgeService, name: str) -> dict[str, Any]:
     return next(kb for kb in await asyncio.to_thread(svc.kbs.list) if kb["name"] == name)
 
 
-@router.get("/kbs/jobs/{job_id}")
-async def get_job(job_id: str, request: Request) -> dict[str, Any]:
+@router.get("/kbs/jobs/{job_id}", openapi_extra=SHARED)
+async def get_job(job_id: str, request: Request, who: Caller) -> dict[str, Any]:
     job = _service(request).jobs.get(job_id)
     if job is None:
         raise NotFound(f"ingestion job {job_id} not found (jobs are kept while the server runs)")
-    return job.to_dict()
+    shown = job.to_dict()
+    if not who.admin and shown["report"]:
+        failed = [{**f, "path": public_source(f["path"])} for f in shown["report"]["failed"]]
+        shown["report"] = {**shown["report"], "failed": failed}
+    return shown
 
 
-@router.get("/kbs/{name}")
-async def get_kb(name: str, request: Request) -> dict[str, Any]:
+@router.get("/kbs/{name}", openapi_extra=SHARED)
+async def get_kb(name: str, request: Request, who: Caller) -> dict[str, Any]:
     with _mapped():
-        return await _kb(_service(request), name)
+        return _public_kb(await _kb(_service(request), name), who)
 
 
-@router.delete("/kbs/{name}", status_code=204)
+@router.delete("/kbs/{name}", status_code=204, openapi_extra=SHARED)
 async def delete_kb(name: str, request: Request) -> None:
     with _mapped():
         await _service(request).kbs.adelete(name)
 
 
-@router.get("/kbs/{name}/documents")
-async def list_documents(name: str, request: Request) -> dict[str, Any]:
+@router.get("/kbs/{name}/documents", openapi_extra=SHARED)
+async def list_documents(name: str, request: Request, who: Caller) -> dict[str, Any]:
     svc = _service(request)
     with _mapped():
         docs = await asyncio.to_thread(svc.kbs.documents, name)
-    return {"documents": [d.to_dict() for d in docs]}
+    rows = [d.to_dict() for d in docs]
+    if not who.admin:  # the server's folders are for admins to see
+        rows = [{**row, "source": public_source(row["source"])} for row in rows]
+    return {"documents": rows}
 
 
-@router.delete("/kbs/{name}/documents/{doc_id}", status_code=204)
+@router.delete("/kbs/{name}/documents/{doc_id}", status_code=204, openapi_extra=SHARED)
 async def delete_document(name: str, doc_id: str, request: Request) -> None:
     with _mapped():
         await _service(request).kbs.aremove_document(name, doc_id)
 
 
-@router.get("/kbs/{name}/documents/{doc_id}/chunks")
+@router.get("/kbs/{name}/documents/{doc_id}/chunks", openapi_extra=SHARED)
 async def list_chunks(name: str, doc_id: str, request: Request) -> dict[str, Any]:
     with _mapped():
         hits = await _service(request).kbs.achunks(name, doc_id)
@@ -231,7 +249,7 @@ async def list_chunks(name: str, doc_id: str, request: Request) -> dict[str, Any
                         "chunk_index": h.metadata.get("chunk_index")} for h in hits]}
 
 
-@router.post("/kbs/{name}/search")
+@router.post("/kbs/{name}/search", openapi_extra=SHARED)
 async def search(name: str, body: SearchRequest, request: Request) -> dict[str, Any]:
     with _mapped():
         hits = await _service(request).kbs.asearch(
@@ -249,7 +267,7 @@ def _safe_name(filename: str | None) -> str:
     return name[:200]
 
 
-@router.post("/kbs/{name}/documents", status_code=202)
+@router.post("/kbs/{name}/documents", status_code=202, openapi_extra=SHARED)
 async def upload_documents(name: str, files: list[UploadFile], request: Request,
                            ) -> dict[str, Any]:
     """Save the uploaded files and ingest them in the background; follow the job."""

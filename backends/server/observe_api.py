@@ -11,6 +11,10 @@ recent runs across all threads, each run's per-node timeline and its routers' de
   in one multi-row INSERT per table (the run's caller is not kept waiting for the write;
   reads here wait for pending writes first). Only the newest `keep` runs are kept.
 
+Everything here is scoped as threads are (tenancy.py): a user key sees its own runs,
+route decisions and model calls only, and no deployment's address (`api_base`) or the
+names of the secrets it needs; admins see everything.
+
     $ curl -s localhost:8123/observe/runs/$RUN/nodes | jq -c '.nodes[]'
     {"seq":0,"node":"classify","type":"router.condition@1","start_ms":0.4,"duration_ms":812.3,...}
 """
@@ -30,7 +34,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from langchain_core.callbacks import BaseCallbackHandler
 from pydantic import BaseModel, Field
 
@@ -42,12 +46,15 @@ from flowloom.backends.server.catalog import CompiledFlow, system_assistant_id
 from flowloom.backends.server.db import Database
 from flowloom.backends.server.errors import BadRequest, NotFound
 from flowloom.backends.server.runs import RunHandle
+from flowloom.backends.server.tenancy import Principal, access, caller
 
 __all__ = ["KEEP_RUNS", "RunRecorder", "attach", "router"]
 
 logger = logging.getLogger("flowloom.server")
 
 router = APIRouter(tags=["observe"])
+Caller = Annotated[Principal, Depends(caller)]
+OWNED = access("owner")
 
 KEEP_RUNS = 10_000
 PRUNE_EVERY = 500  # finished runs between two retention passes (and one at start)
@@ -59,7 +66,7 @@ SCHEMA = [
         run_id TEXT PRIMARY KEY, thread_id TEXT NOT NULL, assistant_id TEXT NOT NULL,
         flow_id TEXT NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL,
         started_at TEXT, ended_at TEXT NOT NULL, started_ms BIGINT NOT NULL,
-        duration_ms DOUBLE PRECISION, routes TEXT NOT NULL, error TEXT)""",
+        duration_ms DOUBLE PRECISION, routes TEXT NOT NULL, error TEXT, owner_key TEXT)""",
     "CREATE INDEX IF NOT EXISTS fl_run_obs_started ON fl_run_obs (started_ms)",
     "CREATE INDEX IF NOT EXISTS fl_run_obs_created ON fl_run_obs (created_at)",
     """CREATE TABLE IF NOT EXISTS fl_run_nodes (
@@ -69,10 +76,12 @@ SCHEMA = [
         PRIMARY KEY (run_id, seq))""",
     """CREATE TABLE IF NOT EXISTS fl_run_routes (
         run_id TEXT NOT NULL, seq INTEGER NOT NULL, flow_id TEXT NOT NULL, node TEXT,
-        route TEXT NOT NULL, at_ms BIGINT NOT NULL, PRIMARY KEY (run_id, seq))""",
+        route TEXT NOT NULL, at_ms BIGINT NOT NULL, owner_key TEXT,
+        PRIMARY KEY (run_id, seq))""",
     "CREATE INDEX IF NOT EXISTS fl_run_routes_at ON fl_run_routes (at_ms)",
     "CREATE INDEX IF NOT EXISTS fl_run_routes_flow ON fl_run_routes (flow_id, at_ms)",
 ]
+COLUMNS = [("fl_run_obs", "owner_key", "TEXT"), ("fl_run_routes", "owner_key", "TEXT")]
 
 
 def _iso(epoch_s: float) -> str:
@@ -190,6 +199,7 @@ class RunRecorder:
     async def setup(self) -> None:
         for statement in SCHEMA:
             await self.db.execute(statement)
+        await self.db.add_columns(COLUMNS)
         await self.prune()
 
     # -- RunObserver -------------------------------------------------------------------------
@@ -229,7 +239,7 @@ class RunRecorder:
             _iso(trace.started_epoch) if trace else None, _iso(now_epoch),
             int(started_epoch * 1000),
             (now - trace.started) * 1000 if trace else None,
-            json.dumps(routes), error_text,
+            json.dumps(routes), error_text, handle.owner_key,
         ]
         node_rows: list[list[Any]] = []
         for record in trace.nodes if trace else ():
@@ -243,7 +253,7 @@ class RunRecorder:
                               max(0.0, (end - record.start) * 1000), node_status,
                               record.error])
         route_rows = [[handle.run_id, i, handle.flow.id, r["node"], r["route"],
-                       int(r["at"] * 1000)] for i, r in enumerate(routes)]
+                       int(r["at"] * 1000), handle.owner_key] for i, r in enumerate(routes)]
         self._queue.append((run_row, node_rows, route_rows))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write())
@@ -265,13 +275,14 @@ class RunRecorder:
             try:
                 await self._insert("fl_run_obs", (
                     "run_id", "thread_id", "assistant_id", "flow_id", "status", "created_at",
-                    "started_at", "ended_at", "started_ms", "duration_ms", "routes", "error"),
+                    "started_at", "ended_at", "started_ms", "duration_ms", "routes", "error",
+                    "owner_key"),
                     [run_row for run_row, _, _ in batch])
                 await self._insert("fl_run_nodes", (
                     "run_id", "seq", "node", "node_type", "depth", "start_ms", "duration_ms",
                     "status", "error"), [row for _, nodes, _ in batch for row in nodes])
                 await self._insert("fl_run_routes", (
-                    "run_id", "seq", "flow_id", "node", "route", "at_ms"),
+                    "run_id", "seq", "flow_id", "node", "route", "at_ms", "owner_key"),
                     [row for _, _, routes in batch for row in routes])
             except Exception:  # observing must never break the server
                 logger.exception("could not record %d runs' timelines", len(batch))
@@ -439,8 +450,11 @@ def _default_embedding(aliases: list[str], modes: dict[str, str | None]) -> str 
     return "local-embed" if "local-embed" in embedding else next(iter(embedding), None)
 
 
-@router.get("/models", response_model=ModelsResponse, summary="The gateway's model routes")
-async def list_models(request: Request) -> ModelsResponse:
+@router.get("/models", response_model=ModelsResponse, summary="The gateway's model routes",
+            openapi_extra=access("shared"))
+async def list_models(request: Request, who: Caller) -> ModelsResponse:
+    """Every alias and its deployments; to a user key without their addresses and the
+    names of the secrets they need (admins see those)."""
     svc = services(request)
     models = svc.catalog.ctx.models
     gateway = gateway_of(svc.catalog.ctx)
@@ -458,8 +472,9 @@ async def list_models(request: Request) -> ModelsResponse:
         modes[alias] = routes[0].mode if routes else None
         out.append(ModelAlias(alias=alias, mode=modes[alias], deployments=[
             Deployment(id=r.id, model=r.model, provider=_provider_of(r.model),
-                       api_base=redact_url(r.api_base), has_api_key=r.api_key is not None,
-                       embedded=r.embedded, active=r.active, missing_env=list(r.missing_env))
+                       api_base=redact_url(r.api_base) if who.admin else None,
+                       has_api_key=r.api_key is not None, embedded=r.embedded, active=r.active,
+                       missing_env=list(r.missing_env) if who.admin else [])
             for r in routes]))
     aliases = [m.alias for m in out]
     return ModelsResponse(
@@ -469,9 +484,11 @@ async def list_models(request: Request) -> ModelsResponse:
 
 
 @router.get("/models/health", response_model=HealthResponse,
-            summary="Probe each deployment (`GET {api_base}/models`)")
+            summary="Probe each deployment (`GET {api_base}/models`)",
+            openapi_extra=access("shared"))
 async def models_health(
     request: Request,
+    who: Caller,
     timeout: Annotated[float, Query(gt=0, le=10, description="Seconds per probe.")] = 2.0,
 ) -> HealthResponse:
     gateway = gateway_of(services(request).catalog.ctx)
@@ -480,8 +497,15 @@ async def models_health(
         return HealthResponse(gateway=False, checked_at=checked_at, deployments=[])
     results = await probe_deployments(plan_deployments(gateway.config), timeout=timeout)
     return HealthResponse(gateway=True, checked_at=checked_at, deployments=[
-        Health(alias=h.alias, deployment=h.deployment, api_base=redact_url(h.api_base),
-               status=h.status, latency_ms=h.latency_ms, error=h.error) for h in results])
+        Health(alias=h.alias, deployment=h.deployment,
+               api_base=redact_url(h.api_base) if who.admin else None, status=h.status,
+               latency_ms=h.latency_ms, error=h.error if who.admin else _status_only(h.error))
+        for h in results])
+
+
+def _status_only(error: str | None) -> str | None:
+    """A probe's error without the address it names (what a user key is told)."""
+    return None if error is None else "unreachable or refused"
 
 
 def _totals(t: Any) -> Totals:
@@ -491,9 +515,11 @@ def _totals(t: Any) -> Totals:
 
 
 @router.get("/models/calls", response_model=CallsResponse,
-            summary="Recent model calls (newest last) and totals per model")
+            summary="Recent model calls (newest last) and totals per model",
+            openapi_extra=OWNED)
 async def model_calls(
     request: Request,
+    who: Caller,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     model: Annotated[str | None, Query(description="Only calls for this alias.")] = None,
 ) -> CallsResponse:
@@ -505,10 +531,12 @@ async def model_calls(
     if model is not None and model not in gateway.aliases():
         raise BadRequest(f"model {model!r} is not configured; models: "
                          f"{', '.join(gateway.aliases())}")
-    records = gateway.recent_calls()
+    # a user key sees the calls its own requests made; admins every call
+    scope = {"owner": who.key_id, "every_owner": who.sees_all}
+    records = gateway.recent_calls(**scope)
     if model is not None:
         records = [r for r in records if r.model == model]
-    summary = gateway.usage_summary()
+    summary = gateway.usage_summary(**scope)
     by_model = summary.by_model if model is None else {
         k: v for k, v in summary.by_model.items() if k == model}
     return CallsResponse(
@@ -608,9 +636,10 @@ def _routes(text: str | None) -> list[RouteDecision]:
 
 
 @router.get("/observe/runs", response_model=RunsResponse,
-            summary="Recent runs of every thread and flow, newest first")
+            summary="Recent runs of every thread and flow, newest first", openapi_extra=OWNED)
 async def observe_runs(
     request: Request,
+    who: Caller,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     flow_id: Annotated[str | None, Query(description="Only this flow's runs.")] = None,
@@ -632,6 +661,11 @@ async def observe_runs(
         live_params.append(status)
         done_where.append("o.status = ?")
         done_params.append(status)
+    if not who.sees_all:
+        live_where.append("r.owner_key = ?")
+        live_params.append(who.key_id)
+        done_where.append("o.owner_key = ?")
+        done_params.append(who.key_id)
     # fl_runs holds the live runs and kept threads' runs; fl_run_obs also the stateless
     # runs whose fl_runs row was deleted when they ended
     sql = (
@@ -661,13 +695,17 @@ async def observe_runs(
 
 
 @router.get("/observe/runs/{run_id}/nodes", response_model=NodeTimeline,
-            summary="A run's nodes in execution order, with start offsets and durations")
-async def run_nodes(request: Request, run_id: str) -> NodeTimeline:
+            summary="A run's nodes in execution order, with start offsets and durations",
+            openapi_extra=OWNED)
+async def run_nodes(request: Request, run_id: str, who: Caller) -> NodeTimeline:
     svc = services(request)
     recorder = _recorder(request)
     trace = recorder.live(run_id)
     handle = svc.runs.handle(run_id)
-    if trace is not None and handle is not None and not handle.finished.is_set():
+    missing = NotFound(f"run {run_id} not found (or older than the newest "
+                       f"{recorder.keep} recorded runs)")
+    if (trace is not None and handle is not None and not handle.finished.is_set()
+            and who.sees(handle.owner_key)):
         return NodeTimeline(
             run_id=run_id, flow_id=handle.flow.id, status="running",
             duration_ms=None, live=True, routes=[RouteDecision(**r) for r in trace.routes],
@@ -678,14 +716,15 @@ async def run_nodes(request: Request, run_id: str) -> NodeTimeline:
                             error=n.error) for n in list(trace.nodes)])
     await recorder.flush()
     db = svc.store.db
-    run = await db.fetchone("SELECT flow_id, status, duration_ms, routes FROM fl_run_obs "
-                            "WHERE run_id = ?", (run_id,))
+    run = await db.fetchone("SELECT flow_id, status, duration_ms, routes, owner_key "
+                            "FROM fl_run_obs WHERE run_id = ?", (run_id,))
+    if run is not None and not who.sees(run["owner_key"]):
+        raise missing
     if run is None:
-        pending = await db.fetchone("SELECT assistant_id, status FROM fl_runs WHERE run_id = ?",
-                                    (run_id,))
-        if pending is None:
-            raise NotFound(f"run {run_id} not found (or older than the newest "
-                           f"{recorder.keep} recorded runs)")
+        pending = await db.fetchone(
+            "SELECT assistant_id, status, owner_key FROM fl_runs WHERE run_id = ?", (run_id,))
+        if pending is None or not who.sees(pending["owner_key"]):
+            raise missing
         return NodeTimeline(run_id=run_id, flow_id=_flow_of(svc, pending["assistant_id"], None),
                             status=pending["status"], duration_ms=None, live=False, nodes=[],
                             routes=[])
@@ -698,9 +737,11 @@ async def run_nodes(request: Request, run_id: str) -> NodeTimeline:
 
 
 @router.get("/observe/routes", response_model=RoutesResponse,
-            summary="Router decisions over time, counted per route and time bucket")
+            summary="Router decisions over time, counted per route and time bucket",
+            openapi_extra=OWNED)
 async def observe_routes(
     request: Request,
+    who: Caller,
     flow_id: Annotated[str | None, Query(description="Only this flow's decisions.")] = None,
     bucket_s: Annotated[int, Query(ge=1, le=86_400, description="Bucket width.")] = 60,
     window_s: Annotated[int, Query(ge=1, le=90 * 86_400,
@@ -718,8 +759,12 @@ async def observe_routes(
     if flow_id is not None:
         sql += " AND flow_id = ?"
         params.append(flow_id)
+    if not who.sees_all:
+        sql += " AND owner_key = ?"
+        params.append(who.key_id)
     rows = await svc.store.db.fetchall(sql + " GROUP BY 1, 2 ORDER BY 1, 2", params)
-    buckets, totals = [], {}
+    buckets: list[RouteBucket] = []
+    totals: dict[str, int] = {}
     for row in rows:
         ts = int(row["bucket"]) * bucket_s
         count = int(row["n"])

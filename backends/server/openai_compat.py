@@ -3,7 +3,9 @@
 `GET /v1/models` lists the flows; `POST /v1/chat/completions` runs one, streamed (SSE
 chunks) or not. A thread is picked by the `X-Flowloom-Thread` header or the `user` field
 and echoed back in the `X-Flowloom-Thread` response header; on a thread that already has
-state only the last user message is sent, since the thread holds the history. Errors use
+state only the last user message is sent, since the thread holds the history. The name
+is the API key's own (`tenancy.scoped_thread_id`): two keys sending `user: "alice"` talk
+on two threads. Errors use
 OpenAI's `{"error": {...}}` bodies, so OpenAI clients raise their usual exceptions.
 
 Example:
@@ -26,7 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
@@ -43,6 +45,7 @@ from flowloom.backends.server._openai_messages import (
 )
 from flowloom.backends.server.catalog import CompiledFlow, FlowCatalog
 from flowloom.backends.server.runs import RunManager, ThreadLocks
+from flowloom.backends.server.tenancy import Principal, access, caller, scoped_thread_id
 from flowloom.flows.errors import FlowError
 from flowloom.flows.runtime import RunResult
 
@@ -164,11 +167,13 @@ async def _stream(
     known: bool,
     base: dict[str, Any],
     runs: _Runs,
+    who: Principal,
 ) -> AsyncIterator[bytes]:
     """SSE chunks: the role, the runner's tokens (or the whole output when the flow
     streamed none), the finish, optionally usage, then [DONE]; a failure is an `error`
     chunk followed by [DONE]. Work on the thread waits its turn (`runs.locks`)."""
-    async with runs.locks.hold(thread_id), runs.observed(compiled, thread_id) as (run, config):
+    async with (runs.locks.hold(thread_id),
+                runs.observed(compiled, thread_id, who) as (run, config)):
         value = await _input(compiled, body, thread_id, known=known)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         async for chunk in _stream_run(compiled, value, thread_id, base, include_usage,
@@ -258,13 +263,23 @@ class _Runs:
         self.locks = manager.locks if manager is not None else ThreadLocks()
 
     @contextlib.asynccontextmanager
-    async def observed(self, compiled: CompiledFlow, thread_id: str
+    async def observed(self, compiled: CompiledFlow, thread_id: str, who: Principal
                        ) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
         if self.manager is None:
             yield SimpleNamespace(result=None), {}
             return
-        async with self.manager.observed(compiled, thread_id, source="openai") as observed:
+        async with self.manager.observed(compiled, thread_id, source="openai",
+                                         who=who) as observed:
             yield observed
+
+    async def claim(self, thread_id: str, who: Principal, flow_id: str, name: str) -> None:
+        """Record the thread as `who`'s (made on first use); another key's is refused."""
+        if self.manager is None:
+            return
+        if not await self.manager.store.claim_thread(
+                thread_id, who, flow_id, {"source": "openai", "name": name}):
+            raise OpenAIRequestError(f"thread {name!r} not found", status=404, param="user",
+                                     code="thread_not_found")
 
 
 def openai_router(get_catalog: Callable[[], FlowCatalog],
@@ -288,37 +303,41 @@ def openai_router(get_catalog: Callable[[], FlowCatalog],
         return {"id": compiled.id, "object": "model",
                 "created": _created(compiled, started), "owned_by": "flowloom"}
 
-    @router.get("/models", summary="Flows, as OpenAI models")
+    @router.get("/models", summary="Flows, as OpenAI models", openapi_extra=access("shared"))
     async def list_models() -> dict[str, Any]:
         return {"object": "list", "data": [model_object(c) for c in get_catalog().all()]}
 
-    @router.get("/models/{model}", summary="One flow, as an OpenAI model", responses=_ERRORS)
+    @router.get("/models/{model}", summary="One flow, as an OpenAI model", responses=_ERRORS,
+                openapi_extra=access("shared"))
     async def get_model(model: str) -> dict[str, Any]:
         return model_object(_find(get_catalog(), model))
 
     @router.post("/chat/completions", summary="Run a flow on chat messages",
-                 responses=_ERRORS, response_model=None)
+                 responses=_ERRORS, response_model=None, openapi_extra=access("owner"))
     async def chat_completions(
         body: ChatCompletionRequest,
+        who: Annotated[Principal, Depends(caller)],
         thread: Annotated[str | None, Header(alias=THREAD_HEADER)] = None,
     ) -> Response:
         compiled = _find(get_catalog(), body.model)
         chosen = _thread_id(body, thread)
-        thread_id = chosen or str(uuid.uuid4())
+        name = chosen or str(uuid.uuid4())
+        thread_id = scoped_thread_id(who, name)  # the name is within the key's own space
         flow_input(compiled.flow, body.messages, whole=True)  # bad messages: 400 up front
-        headers = {THREAD_HEADER: thread_id}
+        headers = {THREAD_HEADER: name}
+        await runs().claim(thread_id, who, compiled.id, name)
         base = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": compiled.id}
         if body.stream:
             return StreamingResponse(
-                _stream(compiled, body, thread_id, chosen is not None, base, runs()),
+                _stream(compiled, body, thread_id, chosen is not None, base, runs(), who),
                 media_type="text/event-stream",
                 headers={**headers, "Cache-Control": "no-cache"},
             )
         work = runs()
         try:
             async with (work.locks.hold(thread_id),
-                        work.observed(compiled, thread_id) as (run, config)):
+                        work.observed(compiled, thread_id, who) as (run, config)):
                 value = await _input(compiled, body, thread_id, known=chosen is not None)
                 completion = await _complete(compiled, value, thread_id, base, run, config)
         except Exception as exc:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flowloom.backends.server._state import services
 from flowloom.backends.server.errors import BadRequest, Conflict, NotFound
+from flowloom.backends.server.tenancy import access
 from flowloom.flows.errors import FlowError
 from flowloom.flows.prompts import (
     PromptConflict,
@@ -28,7 +29,9 @@ from flowloom.flows.prompts import (
 
 __all__ = ["router"]
 
+# Prompts are shared: every key reads them, admins add versions.
 router = APIRouter(tags=["prompts"])
+SHARED = access("shared")
 MAX_TEXT = 200_000
 
 
@@ -93,7 +96,8 @@ def _out(prompt: PromptVersion) -> PromptOut:
     return PromptOut(name=prompt.name, text=prompt.text, **_info(prompt).model_dump())
 
 
-@router.get("/prompts", response_model=list[PromptSummary], summary="Every stored prompt")
+@router.get("/prompts", response_model=list[PromptSummary], summary="Every stored prompt",
+            openapi_extra=SHARED)
 def list_prompts(request: Request) -> list[PromptSummary]:
     store = _store(request)
     out = []
@@ -105,7 +109,8 @@ def list_prompts(request: Request) -> list[PromptSummary]:
     return out
 
 
-@router.get("/prompts/{name}", response_model=PromptVersions, summary="A prompt's versions")
+@router.get("/prompts/{name}", response_model=PromptVersions, summary="A prompt's versions",
+            openapi_extra=SHARED)
 def get_versions(name: str, request: Request) -> PromptVersions:
     store = _store(request)
     with _mapped():
@@ -117,7 +122,7 @@ def get_versions(name: str, request: Request) -> PromptVersions:
 
 
 @router.get("/prompts/{name}/{version}", response_model=PromptOut,
-            summary="One version with its text (`latest` for the newest)")
+            summary="One version with its text (`latest` for the newest)", openapi_extra=SHARED)
 def get_version(name: str, version: str, request: Request) -> PromptOut:
     store = _store(request)
     with _mapped():
@@ -126,7 +131,7 @@ def get_version(name: str, version: str, request: Request) -> PromptOut:
 
 
 @router.post("/prompts/{name}", response_model=PromptOut, status_code=201,
-             summary="Store a new version")
+             summary="Store a new version", openapi_extra=SHARED)
 def create_version(name: str, body: PromptCreate, request: Request) -> PromptOut:
     store = _store(request)
     with _mapped():

@@ -29,6 +29,7 @@ from flowloom.backends.server.catalog import CompiledFlow, FlowCatalog
 from flowloom.backends.server.errors import BadRequest, Conflict, NotFound
 from flowloom.backends.server.serde import to_jsonable
 from flowloom.backends.server.store import ServerStore
+from flowloom.backends.server.tenancy import LOCAL, Principal
 
 __all__ = ["RunHandle", "RunManager", "RunObserver", "RunRequest", "STREAM_MODES", "ThreadLocks"]
 
@@ -75,6 +76,7 @@ class RunHandle:
     task: asyncio.Task[None] | None = None
     result: Any = None
     cancel_action: str | None = None
+    owner_key: str | None = None  # the API key the run belongs to (tenancy.py)
     # followers waiting for the next event (or the end): one future each, no task
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
@@ -195,11 +197,14 @@ class RunManager:
     def handle(self, run_id: str) -> RunHandle | None:
         return self._handles.get(run_id)
 
-    async def resolve_assistant(self, assistant_id: str) -> tuple[CompiledFlow, dict[str, Any]]:
+    async def resolve_assistant(self, assistant_id: str, who: Principal | None = None
+                                ) -> tuple[CompiledFlow, dict[str, Any]]:
+        """The flow behind a graph id, a system assistant's id, or an assistant `who` may
+        see (another key's assistant is not found)."""
         flow = self.catalog.by_assistant(assistant_id)
         if flow is not None:
             return flow, {}
-        stored = await self.store.find_assistant(assistant_id)
+        stored = await self.store.find_assistant(assistant_id, who)
         if stored is not None:
             flow = self.catalog.get(stored["graph_id"])
             if flow is not None:
@@ -207,8 +212,12 @@ class RunManager:
         raise NotFound(f"assistant {assistant_id!r} not found; graphs: "
                        f"{', '.join(self.catalog.ids()) or 'none'}")
 
-    async def create(self, thread_id: str | None, req: RunRequest) -> RunHandle:
-        flow, assistant_config = await self.resolve_assistant(req.assistant_id)
+    async def create(self, thread_id: str | None, req: RunRequest,
+                     who: Principal = LOCAL) -> RunHandle:
+        """Start a run of `req` on `thread_id` (None: a stateless run on a new thread) for
+        `who`: its thread must be one `who` may see, and the run and a thread it creates
+        are `who`'s."""
+        flow, assistant_config = await self.resolve_assistant(req.assistant_id, who)
         for mode in req.stream_mode:
             if mode not in STREAM_MODES:
                 raise BadRequest(f"stream_mode {mode!r} is not supported; valid: "
@@ -225,9 +234,10 @@ class RunManager:
         if thread_id is None:
             thread_id = str(uuid.uuid4())
         else:
-            thread = await self.store.find_thread(thread_id)
+            thread = await self.store.find_thread(thread_id, who)
             if thread is None:
-                if req.if_not_exists != "create":
+                # another key's thread is not found, and cannot be made again
+                if req.if_not_exists != "create" or (await self.store.thread_owner(thread_id))[0]:
                     raise NotFound(f"thread {thread_id} not found")
                 create_thread = True
         active = self._active.get(thread_id)
@@ -254,10 +264,10 @@ class RunManager:
                 run_id, thread_id, flow.assistant_id, metadata=req.metadata, kwargs=kwargs,
                 multitask_strategy=req.multitask_strategy, owner=self.owner, graph_id=flow.id,
                 thread=thread, create_thread=create_thread,
-                status="running" if starts_now else "pending")
+                status="running" if starts_now else "pending", owner_key=who.owner)
         finally:
             self._starting.discard(thread_id)
-        handle = RunHandle(run, flow)
+        handle = RunHandle(run, flow, owner_key=who.owner)
         self._remember(handle)
         self._active[thread_id] = handle
         on_completion = req.on_completion or ("delete" if stateless else "keep")
@@ -393,7 +403,8 @@ class RunManager:
             handle.end()
 
     @contextlib.asynccontextmanager
-    async def observed(self, flow: CompiledFlow, thread_id: str, *, source: str
+    async def observed(self, flow: CompiledFlow, thread_id: str, *, source: str,
+                       who: Principal = LOCAL
                        ) -> AsyncIterator[tuple[RunHandle, dict[str, Any]]]:
         """A run made outside the manager (the OpenAI-compatible endpoint), shown to the
         observers (metrics, run history, spend) as the manager's own runs are. Yields its
@@ -402,7 +413,7 @@ class RunManager:
         is an `__error__`, `interrupted` when cancelled or closed, else `success`."""
         handle = RunHandle({"run_id": str(uuid.uuid4()), "thread_id": thread_id,
                             "assistant_id": flow.assistant_id, "status": "running",
-                            "metadata": {"source": source}}, flow)
+                            "metadata": {"source": source}}, flow, owner_key=who.owner)
         config: dict[str, Any] = {}
         await self._notify(lambda o: o.run_started(handle, config))
         status = "error"

@@ -14,11 +14,13 @@ from flowloom.backends.server.errors import BadRequest, NotFound
 from flowloom.backends.server.runs import FINAL, HEARTBEAT_S, RunHandle, RunRequest
 from flowloom.backends.server.schemas import MAX_OFFSET, CancelRuns, RunCreate
 from flowloom.backends.server.serde import dumps
-from flowloom.backends.server.threads_api import get_thread
+from flowloom.backends.server.tenancy import Principal, access
+from flowloom.backends.server.threads_api import Caller, get_thread
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["runs"])
+OWNED = access("owner")
 
 
 ROUTE_HEADER = "x-flowloom-route"
@@ -147,83 +149,94 @@ def _run_json(handle: RunHandle) -> dict[str, Any]:
     return dict(handle.run)
 
 
-async def _create(request: Request, thread_id: str | None, body: RunCreate) -> RunHandle:
+async def _create(request: Request, thread_id: str | None, body: RunCreate,
+                  who: Principal) -> RunHandle:
     route = request.headers.get(ROUTE_HEADER)
-    return await services(request).runs.create(thread_id, _request(body, route))
+    return await services(request).runs.create(thread_id, _request(body, route), who)
 
 
-@router.post("/threads/{thread_id}/runs")
+async def _run_of(request: Request, thread_id: str, run_id: str,
+                  who: Principal) -> dict[str, Any]:
+    """The stored run, on a thread `who` may see (else NotFound, whoever owns it)."""
+    store = services(request).store
+    await store.get_thread(thread_id, who)
+    return await store.get_run(thread_id, run_id)
+
+
+@router.post("/threads/{thread_id}/runs", openapi_extra=OWNED)
 async def create_run(thread_id: str, body: RunCreate, request: Request,
-                     response: Response) -> dict[str, Any]:
-    handle = await _create(request, thread_id, body)
+                     response: Response, who: Caller) -> dict[str, Any]:
+    handle = await _create(request, thread_id, body, who)
     response.headers["Content-Location"] = f"/threads/{thread_id}/runs/{handle.run_id}"
     return _run_json(handle)
 
 
-@router.post("/runs")
+@router.post("/runs", openapi_extra=OWNED)
 async def create_stateless_run(body: RunCreate, request: Request,
-                               response: Response) -> dict[str, Any]:
-    handle = await _create(request, None, body)
+                               response: Response, who: Caller) -> dict[str, Any]:
+    handle = await _create(request, None, body, who)
     response.headers["Content-Location"] = f"/threads/{handle.thread_id}/runs/{handle.run_id}"
     return _run_json(handle)
 
 
-@router.post("/threads/{thread_id}/runs/wait")
-async def wait_run(thread_id: str, body: RunCreate, request: Request) -> Response:
-    handle = await _create(request, thread_id, body)
+@router.post("/threads/{thread_id}/runs/wait", openapi_extra=OWNED)
+async def wait_run(thread_id: str, body: RunCreate, request: Request, who: Caller) -> Response:
+    handle = await _create(request, thread_id, body, who)
     return _wait_response(handle)
 
 
-@router.post("/runs/wait")
-async def wait_stateless_run(body: RunCreate, request: Request) -> Response:
-    handle = await _create(request, None, body)
+@router.post("/runs/wait", openapi_extra=OWNED)
+async def wait_stateless_run(body: RunCreate, request: Request, who: Caller) -> Response:
+    handle = await _create(request, None, body, who)
     return _wait_response(handle)
 
 
-@router.post("/threads/{thread_id}/runs/stream")
-async def stream_run(thread_id: str, body: RunCreate, request: Request) -> Response:
-    handle = await _create(request, thread_id, body)
+@router.post("/threads/{thread_id}/runs/stream", openapi_extra=OWNED)
+async def stream_run(thread_id: str, body: RunCreate, request: Request,
+                     who: Caller) -> Response:
+    handle = await _create(request, thread_id, body, who)
     return _stream_response(handle, cancel_on_disconnect=body.on_disconnect == "cancel",
                             manager=services(request).runs)
 
 
-@router.post("/runs/stream")
-async def stream_stateless_run(body: RunCreate, request: Request) -> Response:
-    handle = await _create(request, None, body)
+@router.post("/runs/stream", openapi_extra=OWNED)
+async def stream_stateless_run(body: RunCreate, request: Request, who: Caller) -> Response:
+    handle = await _create(request, None, body, who)
     return _stream_response(handle, cancel_on_disconnect=body.on_disconnect == "cancel",
                             manager=services(request).runs)
 
 
-@router.get("/threads/{thread_id}/runs")
-async def list_runs(thread_id: str, request: Request,
+@router.get("/threads/{thread_id}/runs", openapi_extra=OWNED)
+async def list_runs(thread_id: str, request: Request, who: Caller,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
                     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
                     status: str | None = None) -> list[dict[str, Any]]:
     svc = services(request)
-    await svc.store.get_thread(thread_id)
+    await svc.store.get_thread(thread_id, who)
     return await svc.store.list_runs(thread_id, limit=limit, offset=offset, status=status)
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}")
-async def get_run(thread_id: str, run_id: str, request: Request) -> dict[str, Any]:
+@router.get("/threads/{thread_id}/runs/{run_id}", openapi_extra=OWNED)
+async def get_run(thread_id: str, run_id: str, request: Request,
+                  who: Caller) -> dict[str, Any]:
     # the stored row is current: a run's status is written before its handle finishes
-    return await services(request).store.get_run(thread_id, run_id)
+    return await _run_of(request, thread_id, run_id, who)
 
 
-@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
-async def delete_run(thread_id: str, run_id: str, request: Request) -> None:
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204, openapi_extra=OWNED)
+async def delete_run(thread_id: str, run_id: str, request: Request, who: Caller) -> None:
     svc = services(request)
-    run = await svc.store.get_run(thread_id, run_id)
+    run = await _run_of(request, thread_id, run_id, who)
     handle = svc.runs.handle(run_id)
     if run["status"] not in FINAL and handle is not None:
         await svc.runs.cancel(handle, wait=True)
     await svc.store.delete_run(thread_id, run_id)
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/join")
-async def join_run(thread_id: str, run_id: str, request: Request) -> Any:
+@router.get("/threads/{thread_id}/runs/{run_id}/join", openapi_extra=OWNED)
+async def join_run(thread_id: str, run_id: str, request: Request, who: Caller) -> Any:
     svc = services(request)
-    await svc.store.get_run(thread_id, run_id)
+    await _run_of(request, thread_id, run_id, who)
     handle = svc.runs.handle(run_id)
     if handle is not None:
         await handle.finished.wait()
@@ -231,14 +244,14 @@ async def join_run(thread_id: str, run_id: str, request: Request) -> Any:
             return Response(dumps(handle.result), media_type="application/json")
     while (await svc.store.get_run(thread_id, run_id))["status"] not in FINAL:
         await asyncio.sleep(0.2)  # a run of another server process sharing the database
-    return (await get_thread(thread_id, request))["values"] or {}
+    return (await get_thread(thread_id, request, who))["values"] or {}
 
 
-@router.get("/threads/{thread_id}/runs/{run_id}/stream")
-async def join_stream(thread_id: str, run_id: str, request: Request,
+@router.get("/threads/{thread_id}/runs/{run_id}/stream", openapi_extra=OWNED)
+async def join_stream(thread_id: str, run_id: str, request: Request, who: Caller,
                       cancel_on_disconnect: bool = False) -> Response:
     svc = services(request)
-    await svc.store.get_run(thread_id, run_id)
+    await _run_of(request, thread_id, run_id, who)
     handle = svc.runs.handle(run_id)
     if handle is None:
         raise NotFound(f"run {run_id} has no stream on this server (finished long ago, or "
@@ -249,11 +262,11 @@ async def join_stream(thread_id: str, run_id: str, request: Request,
                             manager=svc.runs)
 
 
-@router.post("/threads/{thread_id}/runs/{run_id}/cancel")
-async def cancel_run(thread_id: str, run_id: str, request: Request, wait: bool = False,
-                     action: str = "interrupt") -> Response:
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel", openapi_extra=OWNED)
+async def cancel_run(thread_id: str, run_id: str, request: Request, who: Caller,
+                     wait: bool = False, action: str = "interrupt") -> Response:
     svc = services(request)
-    run = await svc.store.get_run(thread_id, run_id)
+    run = await _run_of(request, thread_id, run_id, who)
     handle = svc.runs.handle(run_id)
     if run["status"] in FINAL or handle is None or handle.finished.is_set():
         raise NotFound(f"run {run_id} is not running (status: {run['status']})")
@@ -263,10 +276,13 @@ async def cancel_run(thread_id: str, run_id: str, request: Request, wait: bool =
     return Response(status_code=202)
 
 
-@router.post("/runs/cancel")
-async def cancel_many(body: CancelRuns, request: Request, wait: bool = False,
+@router.post("/runs/cancel", openapi_extra=OWNED)
+async def cancel_many(body: CancelRuns, request: Request, who: Caller, wait: bool = False,
                       action: str = "interrupt") -> Response:
     svc = services(request)
+    for run_id in body.run_ids:  # a user key cancels only its own: others are not found
+        if await svc.store.find_run(run_id, who) is None:
+            raise NotFound(f"run {run_id} not found")
     for run_id in body.run_ids:
         handle = svc.runs.handle(run_id)
         if handle is not None and not handle.finished.is_set():

@@ -9,12 +9,21 @@ from typing import Any
 
 from flowloom.backends.server.db import Database, Statement
 from flowloom.backends.server.errors import Conflict, NotFound
+from flowloom.backends.server.tenancy import Principal
 
 __all__ = ["FlowDocuments", "ServerStore", "now_iso"]
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def _visible(who: Principal | None, column: str = "owner_key") -> tuple[str, list[Any]]:
+    """A WHERE clause's extra condition (and its parameters) keeping what `who` may see;
+    nothing for admins and for the server's own lookups (`who` None)."""
+    if who is None or who.sees_all:
+        return "", []
+    return f" AND {column} = ?", [who.key_id]
 
 
 def _matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
@@ -24,13 +33,15 @@ def _matches(metadata: dict[str, Any], wanted: dict[str, Any] | None) -> bool:
 def _run_insert(
     run_id: str, thread_id: str, assistant_id: str, *, metadata: dict[str, Any],
     kwargs: dict[str, Any], multitask_strategy: str, owner: str, status: str = "pending",
+    owner_key: str | None = None,
 ) -> tuple[dict[str, Any], Statement]:
-    """A new run's row (as stored) and the statement that inserts it."""
+    """A new run's row (as stored) and the statement that inserts it. `owner` is the server
+    process executing it; `owner_key` the API key it belongs to."""
     now = now_iso()
     row = {"run_id": run_id, "thread_id": thread_id, "assistant_id": assistant_id,
            "status": status, "metadata": json.dumps(metadata),
            "kwargs": json.dumps(kwargs, default=str), "multitask_strategy": multitask_strategy,
-           "created_at": now, "updated_at": now, "owner": owner}
+           "created_at": now, "updated_at": now, "owner": owner, "owner_key": owner_key}
     sql = (f"INSERT INTO fl_runs ({', '.join(row)}) "
            f"VALUES ({', '.join('?' for _ in row)})")
     return row, (sql, tuple(row.values()))
@@ -80,6 +91,10 @@ def _assistant(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class ServerStore:
+    """Threads, runs and assistants. Methods taking `who` act within what that principal
+    may see (tenancy.py): another key's rows are not found. `who` None is the server's own
+    unscoped access."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -87,13 +102,16 @@ class ServerStore:
 
     async def create_thread(
         self, thread_id: str | None, metadata: dict[str, Any] | None, if_exists: str = "raise",
-        graph_id: str | None = None,
+        graph_id: str | None = None, *, who: Principal | None = None,
     ) -> dict[str, Any]:
+        """A new thread owned by `who`. An existing id is a Conflict, or with `if_exists`
+        do_nothing the existing thread, if `who` may see it (another key's thread is never
+        returned: its id stays taken, a Conflict)."""
         thread_id = thread_id or str(uuid.uuid4())
         existing = await self.db.fetchone("SELECT * FROM fl_threads WHERE thread_id = ?",
                                           (thread_id,))
         if existing is not None:
-            if if_exists == "do_nothing":
+            if if_exists == "do_nothing" and (who is None or who.sees(existing["owner_key"])):
                 return _thread(existing)
             raise Conflict(f"thread {thread_id} already exists")
         now = now_iso()
@@ -102,22 +120,46 @@ class ServerStore:
             meta.setdefault("graph_id", graph_id)
         await self.db.execute(
             "INSERT INTO fl_threads (thread_id, created_at, updated_at, state_updated_at, "
-            "metadata, status, config, graph_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (thread_id, now, now, now, json.dumps(meta), "idle", "{}", graph_id),
+            "metadata, status, config, graph_id, owner_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (thread_id, now, now, now, json.dumps(meta), "idle", "{}", graph_id,
+             who.owner if who is not None else None),
         )
         return await self.get_thread(thread_id)
 
-    async def get_thread(self, thread_id: str) -> dict[str, Any]:
-        row = await self.db.fetchone("SELECT * FROM fl_threads WHERE thread_id = ?",
-                                     (thread_id,))
-        if row is None:
+    async def get_thread(self, thread_id: str, who: Principal | None = None) -> dict[str, Any]:
+        thread = await self.find_thread(thread_id, who)
+        if thread is None:
             raise NotFound(f"thread {thread_id} not found")
-        return _thread(row)
+        return thread
 
-    async def find_thread(self, thread_id: str) -> dict[str, Any] | None:
-        row = await self.db.fetchone("SELECT * FROM fl_threads WHERE thread_id = ?",
-                                     (thread_id,))
+    async def find_thread(self, thread_id: str, who: Principal | None = None
+                          ) -> dict[str, Any] | None:
+        extra, params = _visible(who)
+        row = await self.db.fetchone(f"SELECT * FROM fl_threads WHERE thread_id = ?{extra}",
+                                     (thread_id, *params))
         return None if row is None else _thread(row)
+
+    async def thread_owner(self, thread_id: str) -> tuple[bool, str | None]:
+        """Whether the thread exists, and the key that owns it."""
+        row = await self.db.fetchone("SELECT owner_key FROM fl_threads WHERE thread_id = ?",
+                                     (thread_id,))
+        return (False, None) if row is None else (True, row["owner_key"])
+
+    async def claim_thread(self, thread_id: str, who: Principal, graph_id: str,
+                           metadata: dict[str, Any]) -> bool:
+        """Make sure `thread_id` exists as `who`'s thread (made with `metadata` if new);
+        False when it is another key's."""
+        exists, owner = await self.thread_owner(thread_id)
+        if not exists:
+            now = now_iso()
+            await self.db.execute(
+                "INSERT INTO fl_threads (thread_id, created_at, updated_at, state_updated_at, "
+                "metadata, status, config, graph_id, owner_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (thread_id) DO NOTHING",
+                (thread_id, now, now, now, json.dumps({**metadata, "graph_id": graph_id}),
+                 "idle", "{}", graph_id, who.owner))
+            exists, owner = await self.thread_owner(thread_id)  # a racing request's insert
+        return exists and (owner == who.owner or who.sees(owner))
 
     async def thread_exists(self, thread_id: str) -> bool:
         row = await self.db.fetchone("SELECT thread_id FROM fl_threads WHERE thread_id = ?",
@@ -127,9 +169,9 @@ class ServerStore:
     async def update_thread(
         self, thread_id: str, *, status: str | None = None,
         metadata: dict[str, Any] | None = None, graph_id: str | None = None,
-        state_changed: bool = False,
+        state_changed: bool = False, who: Principal | None = None,
     ) -> None:
-        thread = await self.get_thread(thread_id)
+        thread = await self.get_thread(thread_id, who)
         meta = {**thread["metadata"], **(metadata or {})}
         if graph_id:
             meta["graph_id"] = graph_id
@@ -144,16 +186,21 @@ class ServerStore:
     async def search_threads(
         self, *, metadata: dict[str, Any] | None = None, status: str | None = None,
         limit: int = 10, offset: int = 0, ids: list[str] | None = None,
+        who: Principal | None = None,
     ) -> list[dict[str, Any]]:
-        rows = await self.db.fetchall("SELECT * FROM fl_threads ORDER BY created_at DESC")
+        extra, params = _visible(who)
+        rows = await self.db.fetchall(
+            f"SELECT * FROM fl_threads WHERE 1 = 1{extra} ORDER BY created_at DESC", params)
         out = [_thread(r) for r in rows]
         out = [t for t in out if _matches(t["metadata"], metadata)
                and (status is None or t["status"] == status)
                and (ids is None or t["thread_id"] in ids)]
         return out[offset:offset + limit]
 
-    async def delete_thread(self, thread_id: str) -> None:
-        if not await self.db.execute("DELETE FROM fl_threads WHERE thread_id = ?", (thread_id,)):
+    async def delete_thread(self, thread_id: str, who: Principal | None = None) -> None:
+        extra, params = _visible(who)
+        if not await self.db.execute(f"DELETE FROM fl_threads WHERE thread_id = ?{extra}",
+                                     (thread_id, *params)):
             raise NotFound(f"thread {thread_id} not found")
         await self.db.execute("DELETE FROM fl_runs WHERE thread_id = ?", (thread_id,))
 
@@ -162,10 +209,11 @@ class ServerStore:
     async def create_run(
         self, run_id: str, thread_id: str, assistant_id: str, *, metadata: dict[str, Any],
         kwargs: dict[str, Any], multitask_strategy: str, owner: str,
+        owner_key: str | None = None,
     ) -> dict[str, Any]:
         row, statement = _run_insert(run_id, thread_id, assistant_id, metadata=metadata,
                                      kwargs=kwargs, multitask_strategy=multitask_strategy,
-                                     owner=owner)
+                                     owner=owner, owner_key=owner_key)
         await self.db.execute(*statement)
         return _run(row)
 
@@ -173,23 +221,24 @@ class ServerStore:
         self, run_id: str, thread_id: str, assistant_id: str, *, metadata: dict[str, Any],
         kwargs: dict[str, Any], multitask_strategy: str, owner: str, graph_id: str,
         thread: dict[str, Any] | None, create_thread: bool = False, status: str = "pending",
+        owner_key: str | None = None,
     ) -> dict[str, Any]:
         """One transaction for a new run: its row (`status`: pending, or running when it
         starts at once), and its thread marked busy for `graph_id` (`thread`: the thread as
         read before; `create_thread`: insert it, or leave an existing one as it is but
-        busy)."""
+        busy; `owner_key`: the API key the run, and a thread it creates, belong to)."""
         row, insert_run = _run_insert(run_id, thread_id, assistant_id, metadata=metadata,
                                       kwargs=kwargs, multitask_strategy=multitask_strategy,
-                                      owner=owner, status=status)
+                                      owner=owner, status=status, owner_key=owner_key)
         now = row["created_at"]
         statements: list[Statement] = []
         if create_thread:
             statements.append((
                 "INSERT INTO fl_threads (thread_id, created_at, updated_at, state_updated_at, "
-                "metadata, status, config, graph_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (thread_id) DO NOTHING",
+                "metadata, status, config, graph_id, owner_key) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (thread_id) DO NOTHING",
                 (thread_id, now, now, now, json.dumps({"graph_id": graph_id}), "busy", "{}",
-                 graph_id)))
+                 graph_id, owner_key)))
         statements.append(insert_run)
         if thread is not None and thread["metadata"].get("graph_id") == graph_id:
             statements.append((
@@ -231,6 +280,15 @@ class ServerStore:
         await self.db.execute("UPDATE fl_runs SET status = ?, updated_at = ? WHERE run_id = ?",
                               (status, now_iso(), run_id))
 
+    async def find_run(self, run_id: str, who: Principal | None = None
+                       ) -> dict[str, Any] | None:
+        """A run by id alone, if `who` may see it (its thread's owner decides)."""
+        extra, params = _visible(who, "t.owner_key")
+        row = await self.db.fetchone(
+            "SELECT r.* FROM fl_runs r JOIN fl_threads t ON t.thread_id = r.thread_id "
+            f"WHERE r.run_id = ?{extra}", (run_id, *params))
+        return None if row is None else _run(row)
+
     async def get_run(self, thread_id: str, run_id: str) -> dict[str, Any]:
         row = await self.db.fetchone(
             "SELECT * FROM fl_runs WHERE run_id = ? AND thread_id = ?", (run_id, thread_id))
@@ -267,15 +325,17 @@ class ServerStore:
 
     # -- assistants (user-created; system ones come from the flow catalog) ------------------
 
-    async def create_assistant(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def create_assistant(self, body: dict[str, Any],
+                               who: Principal | None = None) -> dict[str, Any]:
         now = now_iso()
         await self.db.execute(
             "INSERT INTO fl_assistants (assistant_id, graph_id, name, description, config, "
-            "context, metadata, version, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)",
+            "context, metadata, version, created_at, updated_at, owner_key) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
             (body["assistant_id"], body["graph_id"], body["name"], body.get("description"),
              json.dumps(body.get("config") or {}), json.dumps(body.get("context") or {}),
-             json.dumps(body.get("metadata") or {}), now, now),
+             json.dumps(body.get("metadata") or {}), now, now,
+             who.owner if who is not None else None),
         )
         created = await self.get_assistant(body["assistant_id"])
         await self._save_version(created)
@@ -286,18 +346,27 @@ class ServerStore:
             "INSERT INTO fl_assistant_versions (assistant_id, version, body) VALUES (?, ?, ?)",
             (assistant["assistant_id"], assistant["version"], json.dumps(assistant)))
 
-    async def get_assistant(self, assistant_id: str) -> dict[str, Any]:
-        row = await self.db.fetchone("SELECT * FROM fl_assistants WHERE assistant_id = ?",
-                                     (assistant_id,))
+    async def get_assistant(self, assistant_id: str,
+                            who: Principal | None = None) -> dict[str, Any]:
+        extra, params = _visible(who)
+        row = await self.db.fetchone(
+            f"SELECT * FROM fl_assistants WHERE assistant_id = ?{extra}",
+            (assistant_id, *params))
         if row is None:
             raise NotFound(f"assistant {assistant_id} not found")
         return _assistant(row)
 
-    async def find_assistant(self, assistant_id: str) -> dict[str, Any] | None:
+    async def find_assistant(self, assistant_id: str,
+                             who: Principal | None = None) -> dict[str, Any] | None:
         try:
-            return await self.get_assistant(assistant_id)
+            return await self.get_assistant(assistant_id, who)
         except NotFound:
             return None
+
+    async def assistant_exists(self, assistant_id: str) -> bool:
+        row = await self.db.fetchone(
+            "SELECT assistant_id FROM fl_assistants WHERE assistant_id = ?", (assistant_id,))
+        return row is not None
 
     async def update_assistant(self, assistant_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         current = await self.get_assistant(assistant_id)
@@ -327,8 +396,10 @@ class ServerStore:
         await self.db.execute("DELETE FROM fl_assistant_versions WHERE assistant_id = ?",
                               (assistant_id,))
 
-    async def list_assistants(self) -> list[dict[str, Any]]:
-        rows = await self.db.fetchall("SELECT * FROM fl_assistants ORDER BY created_at")
+    async def list_assistants(self, who: Principal | None = None) -> list[dict[str, Any]]:
+        extra, params = _visible(who)
+        rows = await self.db.fetchall(
+            f"SELECT * FROM fl_assistants WHERE 1 = 1{extra} ORDER BY created_at", params)
         return [_assistant(r) for r in rows]
 
 

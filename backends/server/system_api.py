@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from flowloom.backends.server.tenancy import access
 from flowloom.flows.registry import default_registry
 
 __all__ = ["router"]
@@ -13,17 +14,17 @@ __all__ = ["router"]
 router = APIRouter(tags=["system"])
 
 
-@router.get("/ok")
+@router.get("/ok", openapi_extra=access("open"))
 async def ok() -> dict[str, bool]:
     return {"ok": True}
 
 
-@router.get("/info")
+@router.get("/info", openapi_extra=access("open"))
 async def info() -> dict[str, Any]:
     return {"version": "0.1.0", "server": "flowloom",
             "flags": {"assistants": True, "crons": False, "langsmith": False}}
 
 
-@router.get("/node-types")
+@router.get("/node-types", openapi_extra=access("shared"))
 async def node_types() -> list[dict[str, Any]]:
     return default_registry().catalogue()

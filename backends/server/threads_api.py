@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
@@ -20,10 +20,14 @@ from flowloom.backends.server.schemas import (
     ThreadSearch,
 )
 from flowloom.backends.server.serde import to_jsonable
+from flowloom.backends.server.tenancy import Principal, access, caller
 
-__all__ = ["router"]
+__all__ = ["Caller", "router"]
 
 router = APIRouter(tags=["threads"])
+OWNED = access("owner")
+Caller = Annotated[Principal, Depends(caller)]
+"""A route's principal (tenancy.py): what it may see of threads, runs and assistants."""
 
 
 def _config(request: Request, thread_id: str,
@@ -52,8 +56,8 @@ async def _with_values(request: Request, thread: dict[str, Any]) -> dict[str, An
     return thread
 
 
-@router.post("/threads")
-async def create_thread(body: ThreadCreate, request: Request) -> dict[str, Any]:
+@router.post("/threads", openapi_extra=OWNED)
+async def create_thread(body: ThreadCreate, request: Request, who: Caller) -> dict[str, Any]:
     svc = services(request)
     if body.thread_id is not None:
         try:
@@ -61,15 +65,16 @@ async def create_thread(body: ThreadCreate, request: Request) -> dict[str, Any]:
         except ValueError:
             raise BadRequest(f"thread_id must be a UUID, got {body.thread_id!r}") from None
     thread = await svc.store.create_thread(body.thread_id, body.metadata, body.if_exists,
-                                           graph_id=body.graph_id)
+                                           graph_id=body.graph_id, who=who)
     return await _with_values(request, thread)
 
 
-@router.post("/threads/search")
-async def search_threads(body: ThreadSearch, request: Request) -> list[dict[str, Any]]:
+@router.post("/threads/search", openapi_extra=OWNED)
+async def search_threads(body: ThreadSearch, request: Request,
+                         who: Caller) -> list[dict[str, Any]]:
     threads = await services(request).store.search_threads(
         metadata=body.metadata, status=body.status, limit=body.limit, offset=body.offset,
-        ids=body.ids)
+        ids=body.ids, who=who)
     out = [await _with_values(request, t) for t in threads]
     if body.values:
         out = [t for t in out
@@ -79,30 +84,32 @@ async def search_threads(body: ThreadSearch, request: Request) -> list[dict[str,
     return out
 
 
-@router.post("/threads/count")
-async def count_threads(body: ThreadSearch, request: Request) -> int:
+@router.post("/threads/count", openapi_extra=OWNED)
+async def count_threads(body: ThreadSearch, request: Request, who: Caller) -> int:
     body.limit, body.offset = 1000, 0
-    return len(await search_threads(body, request))
+    return len(await search_threads(body, request, who))
 
 
-@router.get("/threads/{thread_id}")
-async def get_thread(thread_id: str, request: Request) -> dict[str, Any]:
-    return await _with_values(request, await services(request).store.get_thread(thread_id))
+@router.get("/threads/{thread_id}", openapi_extra=OWNED)
+async def get_thread(thread_id: str, request: Request, who: Caller) -> dict[str, Any]:
+    return await _with_values(request, await services(request).store.get_thread(thread_id, who))
 
 
-@router.patch("/threads/{thread_id}")
-async def patch_thread(thread_id: str, body: ThreadPatch, request: Request) -> dict[str, Any]:
+@router.patch("/threads/{thread_id}", openapi_extra=OWNED)
+async def patch_thread(thread_id: str, body: ThreadPatch, request: Request,
+                       who: Caller) -> dict[str, Any]:
     store = services(request).store
-    await store.update_thread(thread_id, metadata=body.metadata)
-    return await get_thread(thread_id, request)
+    await store.update_thread(thread_id, metadata=body.metadata, who=who)
+    return await get_thread(thread_id, request, who)
 
 
-@router.delete("/threads/{thread_id}", status_code=204)
-async def delete_thread(thread_id: str, request: Request) -> None:
+@router.delete("/threads/{thread_id}", status_code=204, openapi_extra=OWNED)
+async def delete_thread(thread_id: str, request: Request, who: Caller) -> None:
     svc = services(request)
+    await svc.store.get_thread(thread_id, who)
     if await svc.store.active_runs(thread_id):
         raise Conflict(f"thread {thread_id} has runs in progress; cancel them first")
-    await svc.store.delete_thread(thread_id)
+    await svc.store.delete_thread(thread_id, who)
     await svc.catalog.checkpointer.adelete_thread(thread_id)
 
 
@@ -124,20 +131,20 @@ async def _copy_checkpoints(saver: BaseCheckpointSaver, source: str, target: str
                 await into.aput_writes(new_config, writes, task_id)
 
 
-@router.post("/threads/{thread_id}/copy")
-async def copy_thread(thread_id: str, request: Request) -> dict[str, Any]:
+@router.post("/threads/{thread_id}/copy", openapi_extra=OWNED)
+async def copy_thread(thread_id: str, request: Request, who: Caller) -> dict[str, Any]:
     svc = services(request)
-    thread = await svc.store.get_thread(thread_id)
+    thread = await svc.store.get_thread(thread_id, who)
     copy = await svc.store.create_thread(None, thread["metadata"],
-                                         graph_id=thread["metadata"].get("graph_id"))
+                                         graph_id=thread["metadata"].get("graph_id"), who=who)
     await _copy_checkpoints(svc.runs.saver_for(thread_id), thread_id, copy["thread_id"],
                             svc.catalog.checkpointer)
     return await _with_values(request, copy)
 
 
-async def _state(request: Request, thread_id: str,
+async def _state(request: Request, thread_id: str, who: Principal,
                  checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
-    thread = await services(request).store.get_thread(thread_id)
+    thread = await services(request).store.get_thread(thread_id, who)
     graph = await _graph_of(request, thread)
     if graph is None:
         return dict(EMPTY_STATE)
@@ -147,26 +154,29 @@ async def _state(request: Request, thread_id: str,
     return snapshot_dict(snapshot)
 
 
-@router.get("/threads/{thread_id}/state")
-async def get_state(thread_id: str, request: Request, subgraphs: bool = False) -> Any:
-    return await _state(request, thread_id)
+@router.get("/threads/{thread_id}/state", openapi_extra=OWNED)
+async def get_state(thread_id: str, request: Request, who: Caller,
+                    subgraphs: bool = False) -> Any:
+    return await _state(request, thread_id, who)
 
 
-@router.get("/threads/{thread_id}/state/{checkpoint_id}")
-async def get_state_at(thread_id: str, checkpoint_id: str, request: Request) -> Any:
-    return await _state(request, thread_id, {"checkpoint_id": checkpoint_id})
+@router.get("/threads/{thread_id}/state/{checkpoint_id}", openapi_extra=OWNED)
+async def get_state_at(thread_id: str, checkpoint_id: str, request: Request,
+                       who: Caller) -> Any:
+    return await _state(request, thread_id, who, {"checkpoint_id": checkpoint_id})
 
 
-@router.post("/threads/{thread_id}/state/checkpoint")
+@router.post("/threads/{thread_id}/state/checkpoint", openapi_extra=OWNED)
 async def get_state_at_checkpoint(thread_id: str, body: CheckpointRequest,
-                                  request: Request) -> Any:
-    return await _state(request, thread_id, body.checkpoint)
+                                  request: Request, who: Caller) -> Any:
+    return await _state(request, thread_id, who, body.checkpoint)
 
 
-@router.post("/threads/{thread_id}/state")
-async def update_state(thread_id: str, body: StateUpdate, request: Request) -> dict[str, Any]:
+@router.post("/threads/{thread_id}/state", openapi_extra=OWNED)
+async def update_state(thread_id: str, body: StateUpdate, request: Request,
+                       who: Caller) -> dict[str, Any]:
     svc = services(request)
-    thread = await svc.store.get_thread(thread_id)
+    thread = await svc.store.get_thread(thread_id, who)
     graph = await _graph_of(request, thread)
     if graph is None:
         raise BadRequest(f"thread {thread_id} has no graph yet: run it once, or create it "
@@ -182,8 +192,9 @@ async def update_state(thread_id: str, body: StateUpdate, request: Request) -> d
     return {"checkpoint": config["configurable"]}
 
 
-async def _history(request: Request, thread_id: str, body: HistoryRequest) -> list[Any]:
-    thread = await services(request).store.get_thread(thread_id)
+async def _history(request: Request, thread_id: str, body: HistoryRequest,
+                   who: Principal) -> list[Any]:
+    thread = await services(request).store.get_thread(thread_id, who)
     graph = await _graph_of(request, thread)
     if graph is None:
         return []
@@ -195,13 +206,14 @@ async def _history(request: Request, thread_id: str, body: HistoryRequest) -> li
         filter=body.metadata)]
 
 
-@router.post("/threads/{thread_id}/history")
-async def post_history(thread_id: str, body: HistoryRequest, request: Request) -> list[Any]:
-    return await _history(request, thread_id, body)
+@router.post("/threads/{thread_id}/history", openapi_extra=OWNED)
+async def post_history(thread_id: str, body: HistoryRequest, request: Request,
+                       who: Caller) -> list[Any]:
+    return await _history(request, thread_id, body, who)
 
 
-@router.get("/threads/{thread_id}/history")
-async def get_history(thread_id: str, request: Request,
+@router.get("/threads/{thread_id}/history", openapi_extra=OWNED)
+async def get_history(thread_id: str, request: Request, who: Caller,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 10,
                       before: str | None = None) -> list[Any]:
-    return await _history(request, thread_id, HistoryRequest(limit=limit, before=before))
+    return await _history(request, thread_id, HistoryRequest(limit=limit, before=before), who)

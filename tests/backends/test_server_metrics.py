@@ -91,14 +91,17 @@ router_settings: {num_retries: 0}
 """)
     app = create_app(settings(tmp_path), ctx=BuildContext(models=GatewayModels(gateway)))
     _, key = await make_key(f"sqlite:///{tmp_path}/fl.sqlite", "user")
+    _, admin = await make_key(f"sqlite:///{tmp_path}/fl.sqlite", "admin")
     for url in run_server(app):
         client = get_client(url=url, api_key=key)
         for _ in range(2):
             await client.runs.wait(None, "chat", input=user("hi"))
         assert httpx.get(f"{url}/metrics").status_code == 401  # a key is needed here too
+        # every key's traffic: for admins (flowloom serve --metrics-role user opens it)
+        assert httpx.get(f"{url}/metrics", headers={"x-api-key": key}).status_code == 403
         assert httpx.get(f"{url}/threads/x", headers={"x-api-key": "fl_no_pe"}).status_code \
             == 401
-        found = samples(httpx.get(f"{url}/metrics", headers={"x-api-key": key}).text)
+        found = samples(httpx.get(f"{url}/metrics", headers={"x-api-key": admin}).text)
     totals = gateway.usage_summary().by_model["local"]
     assert value(found, "flowloom_model_calls_total", model="local") == totals.calls == 2
     assert value(found, "flowloom_model_tokens_total", model="local",
