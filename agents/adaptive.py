@@ -82,7 +82,8 @@ class Params(BaseModel):
         "a number in `source`, by uncertain_when.")
     source: str = Field(
         "recommendation", min_length=1,
-        description="State field: an object with the entropy/margin keys, or (field) a number.")
+        description="State field: an object with the entropy/margin keys, or (field) a number.",
+                        json_schema_extra={"x-flowloom-state": "read"})
     threshold: float = Field(..., allow_inf_nan=False,
                              description="Uncertain past this value (a finite number).")
     uncertain_when: Literal["above", "below"] | None = Field(
@@ -99,10 +100,13 @@ class Params(BaseModel):
                        "ceil(burst / budget) consecutive requests.")
     override_field: str | None = Field(
         None, description="State field that may force the route (fast/force_fast, "
-        "slow/force_slow), after the run metadata's route_override.")
-    output: str = Field("route", min_length=1, description="State field for the label.")
+        "slow/force_slow), after the run metadata's route_override.",
+                                       json_schema_extra={"x-flowloom-state": "read"})
+    output: str = Field("route", min_length=1, description="State field for the label.",
+                        json_schema_extra={"x-flowloom-state": "write"})
     decision_field: str = Field("route_decision", min_length=1,
-                                description="State field for the decision's record.")
+                                description="State field for the decision's record.",
+                                json_schema_extra={"x-flowloom-state": "write"})
 
     @field_validator("uncertain_when")
     @classmethod
@@ -222,8 +226,8 @@ def state_refs(params: Params) -> Iterator[StateRef]:
     yield StateRef("source", params.source)
     if params.override_field is not None:
         yield StateRef("override_field", params.override_field)
-    yield StateRef("output", params.output, "write")
-    yield StateRef("decision_field", params.decision_field, "write")
+    yield StateRef("output", params.output, "write", "string")
+    yield StateRef("decision_field", params.decision_field, "write", "object")
 
 
 NODE_TYPE = NodeType(

@@ -87,9 +87,12 @@ class Params(BaseModel):
     message: str = Field("Approve this?", min_length=1,
                          description="What the reviewer is asked (template over state).")
     show: list[str] = Field(default_factory=list,
-                            description="State fields shown to the reviewer with the request.")
-    output: str = Field("approval", description="State field that records the decision.")
-    comment: str = Field("", description="State field for the reviewer's comment (optional).")
+                            description="State fields shown to the reviewer with the request.",
+                            json_schema_extra={"x-flowloom-state": "read"})
+    output: str = Field("approval", description="State field that records the decision.",
+                        json_schema_extra={"x-flowloom-state": "write"})
+    comment: str = Field("", description="State field for the reviewer's comment (optional).",
+                         json_schema_extra={"x-flowloom-state": "write"})
 
     def labels(self) -> list[str]:
         return list(ROUTES)
@@ -104,9 +107,9 @@ def state_refs(params: Params) -> Iterator[StateRef]:
     yield from template_refs("message", params.message)
     for i, name in enumerate(params.show):
         yield StateRef(f"show[{i}]", name)
-    yield StateRef("output", params.output, "write")
+    yield StateRef("output", params.output, "write", "string")
     if params.comment:
-        yield StateRef("comment", params.comment, "write")
+        yield StateRef("comment", params.comment, "write", "string")
 
 
 def shown(value: Any) -> Any:

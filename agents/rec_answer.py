@@ -51,10 +51,12 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field("recommendation", description="State field holding the "
-                        "recommendation (tool.recommend's output).")
+                        "recommendation (tool.recommend's output).",
+                        json_schema_extra={"x-flowloom-state": "read"})
     rerank: bool = Field(False, description="Rerank System 1's candidates with the model "
                          "and explain (the slow path).")
-    model: str = Field("local", description="Model alias for reranking.")
+    model: str = Field("local", description="Model alias for reranking.",
+                       json_schema_extra={"x-flowloom-choices": "models"})
     k: int = Field(5, ge=1, le=50, description="Items in the answer.")
     candidates: int = Field(10, ge=1, le=50, description="System 1's top items the model "
                             "chooses from.")
@@ -62,7 +64,8 @@ class Params(BaseModel):
                         "model as context.")
     max_tokens: int = Field(160, ge=16, le=2048, description="Tokens for the model's reply.")
     output: str = Field("ranking", description="State field that receives the answer's "
-                        "items, source, explanation and fallback.")
+                        "items, source, explanation and fallback.",
+                        json_schema_extra={"x-flowloom-state": "write"})
     reply: bool = Field(True, description="Also say the answer as an AI message.")
 
     @model_validator(mode="after")
@@ -211,9 +214,9 @@ def build(params: Params, ctx: NodeContext) -> Any:
 
 def state_refs(params: Params) -> Iterator[StateRef]:
     yield StateRef("source", params.source)
-    yield StateRef("output", params.output, "write")
+    yield StateRef("output", params.output, "write", "object")
     if params.reply:
-        yield StateRef("reply", "messages", "write")
+        yield StateRef("reply", "messages", "write", "messages")
 
 
 NODE_TYPE = NodeType(

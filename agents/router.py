@@ -35,16 +35,19 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    field: str = Field("messages", description="State field to inspect.")
+    field: str = Field("messages", description="State field to inspect.",
+                       json_schema_extra={"x-flowloom-state": "read"})
     mode: Literal["equals", "contains", "regex", "llm"] = "equals"
     routes: list[Route] = Field(..., min_length=1)
     default: str = Field("default", description="Label taken when nothing matches.")
     default_description: str = Field(
         "", description="What belongs to the default besides anything else (llm mode).")
     case_sensitive: bool = False
-    model: str = Field("local", description="Model alias (llm mode).")
+    model: str = Field("local", description="Model alias (llm mode).",
+                       json_schema_extra={"x-flowloom-choices": "models"})
     instructions: str = Field("", description="Extra instructions for the classifier (llm).")
-    output: str = Field("route", description="State field that records the decision.")
+    output: str = Field("route", description="State field that records the decision.",
+                        json_schema_extra={"x-flowloom-state": "write"})
 
     @model_validator(mode="after")
     def _check(self) -> Params:
@@ -149,7 +152,7 @@ def build(params: Params, ctx: NodeContext) -> Any:
 
 def state_refs(params: Params) -> Iterator[StateRef]:
     yield StateRef("field", params.field)
-    yield StateRef("output", params.output, "write")
+    yield StateRef("output", params.output, "write", "string")
 
 
 NODE_TYPE = NodeType(

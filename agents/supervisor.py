@@ -42,7 +42,8 @@ class SupervisedRoute(BaseModel):
 
     label: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$",
                        description="Route name (what the classifier answers).")
-    flow: str = Field(..., json_schema_extra={"pattern": ID_PATTERN},
+    flow: str = Field(..., json_schema_extra={"pattern": ID_PATTERN,
+                                              "x-flowloom-choices": "flows"},
                       description="Id of the flow that handles this route.")
     description: str = Field("", description="What belongs here (llm mode).")
     value: str | None = Field(None, description="Substring or regex (rule modes).")
@@ -63,13 +64,17 @@ class Params(BaseModel):
                            "route whose value matches.")
     default: str | None = Field(None, description="Label taken when nothing matches "
                                                   "(default: the first route).")
-    field: str = Field("messages", description="State field classified.")
-    model: str = Field("local", description="Model alias (llm mode).")
+    field: str = Field("messages", description="State field classified.",
+                       json_schema_extra={"x-flowloom-state": "read"})
+    model: str = Field("local", description="Model alias (llm mode).",
+                       json_schema_extra={"x-flowloom-choices": "models"})
     embed_model: str = Field("local-embed", description="Embedding model alias (embedding "
-                                                        "mode).")
+                                                        "mode).",
+                             json_schema_extra={"x-flowloom-choices": "embedding_models"})
     instructions: str = Field("", description="Extra instructions for the classifier.")
     case_sensitive: bool = False
-    output: str = Field("route", description="State field that records the route taken.")
+    output: str = Field("route", description="State field that records the route taken.",
+                        json_schema_extra={"x-flowloom-state": "write"})
 
     @model_validator(mode="after")
     def _check(self) -> Params:
@@ -91,7 +96,7 @@ class Params(BaseModel):
 
 def state_refs(params: Params) -> Iterator[StateRef]:
     yield StateRef("field", params.field)
-    yield StateRef("output", params.output, "write")
+    yield StateRef("output", params.output, "write", "string")
 
 
 def flow_refs(params: Params) -> Iterable[str]:

@@ -118,7 +118,8 @@ class StructuredOutput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     fields: dict[str, OutputField] = Field(..., min_length=1)
-    output: str = Field("answer_data", description="State field for the object.")
+    output: str = Field("answer_data", description="State field for the object.",
+                        json_schema_extra={"x-flowloom-state": "write"})
 
     @model_validator(mode="after")
     def _names(self) -> StructuredOutput:
@@ -142,7 +143,8 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field("local", description="Model alias from the gateway config.")
+    model: str = Field("local", description="Model alias from the gateway config.",
+                       json_schema_extra={"x-flowloom-choices": "models"})
     system: str = Field("You are a helpful assistant. Use a tool when the question needs "
                         "data you do not have; answer briefly.",
                         description="System prompt (template over state fields).")
@@ -159,13 +161,15 @@ class Params(BaseModel):
         "compared with each tool's description and examples (and with requests that need "
         "no tool) by the embedding model, one tool per turn; model: the chat model names "
         "the tool, step by step; auto: embedding when `embed_model` is configured.")
-    embed_model: str = Field("local-embed", description="Embedding model alias (select).")
+    embed_model: str = Field("local-embed", description="Embedding model alias (select).",
+                             json_schema_extra={"x-flowloom-choices": "embedding_models"})
     max_steps: int = Field(4, ge=1, le=20, description="Most tool calls before it stops.")
     tool_timeout_s: float = Field(60.0, gt=0, le=600, description="Time limit of one call.")
     temperature: float = Field(0.0, ge=0, le=2)
     max_tokens: int = Field(256, ge=16, le=8192)
     history: int = Field(8, ge=1, le=100, description="Messages of the conversation shown.")
-    trace: str = Field("agent_steps", description="State field for the steps taken.")
+    trace: str = Field("agent_steps", description="State field for the steps taken.",
+                       json_schema_extra={"x-flowloom-state": "write"})
     approve_tools: list[ToolName] = Field(  # type: ignore[valid-type]
         default_factory=list,
         description="Tools whose calls wait for a person's approval: the run pauses with "
@@ -197,10 +201,10 @@ class Params(BaseModel):
 
 def state_refs(params: Params) -> Iterator[StateRef]:
     yield from template_refs("system", params.system)
-    yield StateRef("answer", "messages", "write")
-    yield StateRef("trace", params.trace, "write")
+    yield StateRef("answer", "messages", "write", "messages")
+    yield StateRef("trace", params.trace, "write", "array")
     if params.structured is not None:
-        yield StateRef("structured.output", params.structured.output, "write")
+        yield StateRef("structured.output", params.structured.output, "write", "object")
 
 
 def tools_prompt(uses: list[ToolUse], schemas: dict[str, dict[str, Any]]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "FlowBuildError",
@@ -27,6 +28,8 @@ class Problem:
     message: str
     choices: tuple[str, ...] = field(default_factory=tuple)
     code: str = "invalid"
+    # a change that mends it, for tools to offer (e.g. {"declare": {"field", "type"}})
+    fix: dict[str, Any] | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         text = f"{self.path}: {self.message}" if self.path else self.message
@@ -37,12 +40,15 @@ class Problem:
         return text
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "path": self.path,
             "message": self.message,
             "choices": list(self.choices),
             "code": self.code,
         }
+        if self.fix is not None:
+            out["fix"] = self.fix
+        return out
 
 
 class FlowError(Exception):

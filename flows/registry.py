@@ -48,11 +48,14 @@ CATEGORIES = ("models", "agents", "retrieval", "tools", "routing", "state")
 
 @dataclass(frozen=True)
 class StateRef:
-    """A state field named in a node's params (`param` is the path inside params)."""
+    """A state field named in a node's params (`param` is the path inside params). A write
+    says what `kind` of value it puts there (a state type: string, array, messages, ...),
+    so a flow that lacks the field can be told how to declare it."""
 
     param: str
     field: str
     access: str = "read"  # "read" | "write"
+    kind: str = "any"
 
 
 @dataclass(frozen=True)

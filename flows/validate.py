@@ -28,7 +28,7 @@ from flowloom.flows.format import (
 from flowloom.flows.registry import NodeRegistry, NodeType, UnknownNodeType, closest
 from flowloom.flows.templates import Template, TemplateError
 
-__all__ = ["pydantic_problems", "validate_document", "validate_params"]
+__all__ = ["node_facts", "pydantic_problems", "validate_document", "validate_params"]
 
 
 def _path(loc: Iterable[Any], prefix: str = "") -> str:
@@ -108,6 +108,31 @@ def validate_document(doc: Any, registry: NodeRegistry) -> tuple[Flow | None, li
     return (flow if not problems else None), problems
 
 
+def node_facts(doc: Any, registry: NodeRegistry) -> dict[str, dict[str, Any]]:
+    """What each node of a (migrated) raw document does, by node id, for editors: a
+    router's branch labels (`routes`, None for other nodes), the state fields it reads and
+    those it writes with the kind of value. Nodes whose type or params do not parse are
+    left out (their problems say why)."""
+    facts: dict[str, dict[str, Any]] = {}
+    nodes = doc.get("nodes") if isinstance(doc, dict) else None
+    for i, node in enumerate(nodes if isinstance(nodes, list) else []):
+        if not (isinstance(node, dict) and isinstance(node.get("id"), str)
+                and isinstance(node.get("type"), str)):
+            continue
+        parsed, _ = _check_type_and_params(registry, i, node["type"], node.get("params", {}))
+        if parsed is None:
+            continue
+        node_type, params = parsed
+        refs = list(node_type.state_refs(params)) if node_type.state_refs else []
+        facts[node["id"]] = {
+            "routes": list(node_type.routes(params)) if node_type.routes else None,
+            "reads": list(dict.fromkeys(r.field for r in refs if r.access != "write")),
+            "writes": [{"field": r.field, "type": r.kind, "param": r.param}
+                       for r in refs if r.access == "write"],
+        }
+    return facts
+
+
 def _dedupe(problems: list[Problem]) -> list[Problem]:
     seen, out = set(), []
     for p in problems:
@@ -159,8 +184,9 @@ class _Checker:
         self.index: dict[str, int] = {}
         self.types: dict[str, tuple[NodeType, Any]] = {}
 
-    def add(self, path: str, message: str, choices: Iterable[str] = (), code: str = "invalid"):
-        self.problems.append(Problem(path, message, tuple(dict.fromkeys(choices)), code))
+    def add(self, path: str, message: str, choices: Iterable[str] = (), code: str = "invalid",
+            fix: dict[str, Any] | None = None) -> None:
+        self.problems.append(Problem(path, message, tuple(dict.fromkeys(choices)), code, fix))
 
     def run(self) -> list[Problem]:
         self.check_nodes()
@@ -198,11 +224,19 @@ class _Checker:
             return
         fields = list(self.flow.state)
         for ref in node_type.state_refs(params):
-            if ref.field not in self.flow.state:
-                verb = "writes" if ref.access == "write" else "reads"
-                self.add(f"nodes[{i}].params.{ref.param}",
-                         f"{verb} state field {ref.field!r}, which the flow does not declare",
-                         closest(ref.field, fields) + fields, "unknown_state_field")
+            if ref.field in self.flow.state:
+                continue
+            path = f"nodes[{i}].params.{ref.param}"
+            if ref.access == "write":
+                # the fix is to declare it (a near name may be a typo of a declared one)
+                self.add(path, f"writes state field {ref.field!r}, which the flow does not "
+                         f"declare: add it to `state` as {{\"type\": \"{ref.kind}\"}}"
+                         + (", or write a declared field" if fields else ""),
+                         closest(ref.field, fields), "undeclared_state_field",
+                         {"declare": {"field": ref.field, "type": ref.kind}})
+            else:
+                self.add(path, f"reads state field {ref.field!r}, which the flow does not "
+                         "declare", closest(ref.field, fields) + fields, "unknown_state_field")
 
     def check_prompts(self) -> None:
         for ref, asset in self.flow.prompts.items():

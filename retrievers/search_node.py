@@ -42,7 +42,8 @@ class Params(BaseModel):
         default_factory=dict,
         description="Metadata equality filters, e.g. {\"filetype\": \"pdf\"}; a list means "
                     "any of.")
-    output: str = Field("documents", description="State field that receives the chunks.")
+    output: str = Field("documents", description="State field that receives the chunks.",
+                        json_schema_extra={"x-flowloom-state": "write"})
 
     @field_validator("query")
     @classmethod
@@ -52,7 +53,7 @@ class Params(BaseModel):
 
 def state_refs(params: Params) -> Iterator[StateRef]:
     yield from template_refs("query", params.query)
-    yield StateRef("output", params.output, "write")
+    yield StateRef("output", params.output, "write", "array")
 
 
 def public_source(source: str) -> str:

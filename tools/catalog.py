@@ -101,7 +101,8 @@ class SqlConfig(BaseModel):
     database: str = Field("demo", min_length=1,
                           description="A name from connections.yaml in the data dir, or "
                                       "'demo' (the shipped shop).")
-    model: str = Field("local", description="Model alias that writes the SQL.")
+    model: str = Field("local", description="Model alias that writes the SQL.",
+                       json_schema_extra={"x-flowloom-choices": "models"})
     max_rows: int = Field(50, ge=1, le=10000, description="Most rows a query may return.")
     retries: int = Field(2, ge=0, le=5, description="Retries with the error fed back.")
 

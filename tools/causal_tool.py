@@ -204,15 +204,16 @@ class Params(QueryArgs):
                                                            "the data dir, or 'demo'.")
     graph: str = Field("", description="Causal graph over the columns (`a -> b; b -> c` or "
                                        "DOT), instead of the dataset's own.")
-    output: str = Field("causal", description="State field for the result.")
+    output: str = Field("causal", description="State field for the result.",
+                        json_schema_extra={"x-flowloom-state": "write"})
     answer: bool = Field(True, description="Also append the plain-language reading to the "
                                            "conversation (`messages`).")
 
 
 def state_refs(params: Params) -> Iterator[StateRef]:
-    yield StateRef("output", params.output, "write")
+    yield StateRef("output", params.output, "write", "object")
     if params.answer:
-        yield StateRef("answer", "messages", "write")
+        yield StateRef("answer", "messages", "write", "messages")
 
 
 def build(params: Params, ctx: NodeContext) -> Any:

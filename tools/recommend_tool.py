@@ -50,15 +50,18 @@ class Params(BaseModel):
                        "or relative to the data dir's rec/.")
     history_field: str = Field("history", min_length=1, description="State field with the "
                                "user's items (ids or titles, oldest first); when empty, the "
-                               "items the latest message names.")
+                               "items the latest message names.",
+                               json_schema_extra={"x-flowloom-state": "read"})
     messages_field: str = Field("messages", min_length=1, description="Messages field read "
-                                "when the history field is empty.")
+                                "when the history field is empty.",
+                                json_schema_extra={"x-flowloom-state": "read"})
     k: int = Field(10, ge=1, le=100, description="Items recommended (System 1's top k).")
     exclude_seen: bool = Field(True, description="Leave out the history's own items.")
     recent: int = Field(10, ge=0, le=200, description="The history's latest items kept in "
                         "the output (the reranker's context).")
     output: str = Field("recommendation", min_length=1, description="State field that "
-                        "receives the recommendation.")
+                        "receives the recommendation.",
+                        json_schema_extra={"x-flowloom-state": "write"})
 
 
 def _checkpoint(name: str, home: Path) -> Path | None:
@@ -208,7 +211,7 @@ def build(params: Params, ctx: NodeContext) -> Any:
 
 def state_refs(params: Params) -> Iterator[StateRef]:
     yield StateRef("history_field", params.history_field)
-    yield StateRef("output", params.output, "write")
+    yield StateRef("output", params.output, "write", "object")
 
 
 NODE_TYPE = NodeType(

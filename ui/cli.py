@@ -314,6 +314,9 @@ def serve(
     metrics_role: Annotated[str, typer.Option(
         "--metrics-role", help="Who may read /metrics once API keys exist: admin (default; "
         "it shows every key's traffic) or user.")] = "admin",
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        "--cors-origin", help="A browser origin allowed to call the API besides loopback "
+        "ones, e.g. https://studio.example.com (repeatable).")] = None,
 ) -> None:
     """Serve every flow over the LangGraph API (langgraph-sdk) and an OpenAI-style API."""
     from flowloom.backends.server import ServerSettings
@@ -328,7 +331,8 @@ def serve(
         raise UsageError(f"--metrics-role {metrics_role}: must be admin or user")
     run_server(ServerSettings(host=host, port=port, database=database, models=models,
                               flows_dirs=folders, demo_kb=demo_kb,
-                              metrics_role=metrics_role))  # type: ignore[arg-type]
+                              metrics_role=metrics_role,  # type: ignore[arg-type]
+                              cors_origins=tuple(cors_origin or ())))
 
 
 @app.command()

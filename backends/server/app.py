@@ -38,7 +38,13 @@ from flowloom.backends.server._state import Services
 from flowloom.backends.server.auth import install_auth
 from flowloom.backends.server.catalog import FlowCatalog
 from flowloom.backends.server.db import open_database
-from flowloom.backends.server.errors import BadRequest, Conflict, NotFound, ServerError
+from flowloom.backends.server.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    ServerError,
+)
 from flowloom.backends.server.flows_api import load_saved_flows
 from flowloom.backends.server.liveness import Liveness
 from flowloom.backends.server.metrics import install_metrics
@@ -73,6 +79,9 @@ class ServerSettings:
     demo_kb: bool = False
     # who may read /metrics (every key's traffic) once keys exist: "admin" or "user"
     metrics_role: Literal["admin", "user"] = "admin"
+    # browser origins allowed to call the API (CORS) besides any loopback origin (the UI
+    # started by `flowloom up`): e.g. ("https://studio.example.com",)
+    cors_origins: tuple[str, ...] = ()
 
 
 def _location(loc: Any) -> str:
@@ -97,6 +106,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServerError)
     async def server_error(_: Request, exc: ServerError) -> JSONResponse:
+        if isinstance(exc, PreconditionFailed):
+            return JSONResponse({"detail": str(exc), "etag": exc.etag}, status_code=412)
         return JSONResponse({"detail": str(exc)}, status_code=statuses.get(type(exc), 400))
 
     @app.exception_handler(FlowValidationError)
@@ -121,6 +132,23 @@ def _install_error_handlers(app: FastAPI) -> None:
         logger.exception("unhandled error")
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}"},
                             status_code=500)
+
+
+LOOPBACK_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+CORS_HEADERS = ["x-api-key", "authorization", "content-type", "if-match", "if-none-match",
+                "last-event-id", "x-flowloom-thread", "x-flowloom-route"]
+CORS_EXPOSED = ["ETag", "Location", "Content-Location", "X-Flowloom-Thread", "Retry-After"]
+
+
+def _install_cors(app: FastAPI, settings: ServerSettings) -> None:
+    """Browsers on a loopback origin (the canvas app inside the UI) or a configured one
+    may call the API; keys still apply (sent as headers, never as cookies)."""
+    from fastapi.middleware.cors import CORSMiddleware
+
+    app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                       allow_origin_regex=LOOPBACK_ORIGINS, allow_credentials=False,
+                       allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                       allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, max_age=600)
 
 
 def create_app(settings: ServerSettings | None = None, *,
@@ -173,7 +201,8 @@ def create_app(settings: ServerSettings | None = None, *,
                   description="Flows served over the LangGraph API protocol.")
     _install_error_handlers(app)
     guard = install_auth(app, settings)
-    metrics = install_metrics(app)  # last: its timing wraps auth's refusals too
+    metrics = install_metrics(app)  # its timing wraps auth's refusals too
+    _install_cors(app, settings)  # outermost: preflights need no key, refusals get headers
     # runs first: the routes every run request goes through are matched first (FastAPI
     # tries routes in order; no path of one module matches another module's)
     for module in (runs_api, system_api, flows_api, assistants_api, threads_api):

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from langgraph.graph.state import CompiledStateGraph
 from flowloom.flows.compiler import compile_flow
 from flowloom.flows.context import BuildContext
 from flowloom.flows.errors import FlowError
-from flowloom.flows.format import Flow
+from flowloom.flows.format import Flow, dump_flow
 from flowloom.flows.loader import load_flow
 from flowloom.flows.registry import NodeRegistry, default_registry
 from flowloom.flows.runtime import FlowRunner
@@ -53,6 +55,16 @@ class CompiledFlow:
     @property
     def assistant_id(self) -> str:
         return system_assistant_id(self.flow.id)
+
+    @cached_property
+    def document(self) -> str:
+        """The flow as JSON, as `GET /flows/{id}` sends it."""
+        return dump_flow(self.flow)
+
+    @cached_property
+    def etag(self) -> str:
+        """An HTTP entity tag of `document`: it changes whenever the flow does."""
+        return '"' + hashlib.sha256(self.document.encode()).hexdigest()[:20] + '"'
 
 
 class FlowCatalog:
@@ -170,6 +182,12 @@ class FlowCatalog:
         return [self._flows[i] for i in self.ids()]
 
     def describe(self, flow_id: str) -> dict[str, Any]:
+        """A flow's listing: id, name, description, where it comes from (`file:<path>` or
+        `api`), its entity tag and node count; a flow saved through the API is `editable`,
+        one from a file (the shipped examples) a `template` to save under a new id."""
         compiled = self._flows[flow_id]
         return {"id": compiled.id, "name": compiled.flow.name,
-                "description": compiled.flow.description, "source": compiled.source}
+                "description": compiled.flow.description, "source": compiled.source,
+                "etag": compiled.etag, "node_count": len(compiled.flow.nodes),
+                "editable": compiled.source == "api",
+                "template": compiled.source.startswith("file:")}

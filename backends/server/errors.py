@@ -9,6 +9,7 @@ __all__ = [
     "Conflict",
     "Forbidden",
     "NotFound",
+    "PreconditionFailed",
     "RateLimited",
     "ServerError",
     "Unauthenticated",
@@ -25,6 +26,15 @@ class NotFound(ServerError):
 
 class Conflict(ServerError):
     """409: e.g. a run on a busy thread with multitask_strategy=reject."""
+
+
+class PreconditionFailed(ServerError):
+    """412: a conditional request (If-Match, If-None-Match) whose condition does not hold;
+    `etag` is the resource's current tag (None when it does not exist)."""
+
+    def __init__(self, message: str, *, etag: str | None) -> None:
+        super().__init__(message)
+        self.etag = etag
 
 
 class BadRequest(ServerError):

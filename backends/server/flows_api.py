@@ -1,20 +1,26 @@
 """`/flows`: save, read, export, delete and validate flow documents; saved flows go live at
 once. A saved document that carries prompt versions (`prompts`, as export writes them)
 adds them to the server's prompt store; `GET /flows/{id}/export` is the document with its
-prompt refs pinned to versions and those versions carried."""
+prompt refs pinned to versions and those versions carried.
+
+Editors keep one document identity with entity tags: `GET /flows/{id}` sends an `ETag`;
+`PUT` with `If-Match: <etag>` saves only over that version (412, with the current `etag`,
+when the server's copy changed since it was read), and `If-None-Match: *` only a new id
+(412 when the id exists: a "save as" never overwrites)."""
 
 from __future__ import annotations
 
 import json
 import logging
-from pathlib import PurePath
+from datetime import UTC, datetime
+from pathlib import Path, PurePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
 from flowloom.backends.server._state import services
 from flowloom.backends.server.catalog import FlowCatalog
-from flowloom.backends.server.errors import BadRequest, NotFound
+from flowloom.backends.server.errors import BadRequest, NotFound, PreconditionFailed
 from flowloom.backends.server.store import FlowDocuments, ServerStore
 from flowloom.backends.server.tenancy import Principal, access, caller
 from flowloom.flows.errors import FlowError, FlowLoadError
@@ -22,6 +28,7 @@ from flowloom.flows.format import Flow, dump_flow
 from flowloom.flows.loader import check_flow, load_flow
 from flowloom.flows.migrations import migrate
 from flowloom.flows.prompts import import_prompts, pin_prompts
+from flowloom.flows.validate import node_facts
 
 __all__ = ["load_saved_flows", "router"]
 
@@ -63,8 +70,27 @@ async def _body(request: Request) -> Any:
 
 @router.get("/flows", openapi_extra=SHARED)
 async def list_flows(request: Request, who: Caller) -> list[dict[str, Any]]:
-    catalog = services(request).catalog
-    return [_described(catalog, i, who) for i in catalog.ids()]
+    """Every flow, with `updated_at` (when it was saved through the API, or its file
+    changed)."""
+    svc = services(request)
+    saved = await FlowDocuments(svc.store.db).updated()
+    listed = []
+    for flow_id in svc.catalog.ids():
+        entry = _described(svc.catalog, flow_id, who)
+        entry["updated_at"] = saved.get(flow_id) or _file_time(svc.catalog.describe(flow_id))
+        listed.append(entry)
+    return listed
+
+
+def _file_time(entry: dict[str, Any]) -> str | None:
+    source = str(entry["source"])
+    if not source.startswith("file:"):
+        return None
+    try:
+        mtime = Path(source.removeprefix("file:")).stat().st_mtime
+    except OSError:
+        return None
+    return datetime.fromtimestamp(mtime, UTC).isoformat()
 
 
 @router.get("/flows/{flow_id}", openapi_extra=SHARED)
@@ -72,7 +98,8 @@ async def get_flow(flow_id: str, request: Request) -> Response:
     compiled = services(request).catalog.get(flow_id)
     if compiled is None:
         raise NotFound(f"flow {flow_id!r} not found")
-    return Response(dump_flow(compiled.flow), media_type="application/json")
+    return Response(compiled.document, media_type="application/json",
+                    headers={"ETag": compiled.etag})
 
 
 @router.get("/flows/{flow_id}/export", openapi_extra=SHARED)
@@ -90,7 +117,8 @@ async def export_flow(flow_id: str, request: Request) -> Response:
 
 
 @router.put("/flows/{flow_id}", openapi_extra=SHARED)
-async def put_flow(flow_id: str, request: Request) -> dict[str, Any]:
+async def put_flow(flow_id: str, request: Request, response: Response,
+                   who: Caller) -> dict[str, Any]:
     """Validate (and migrate) the document, compile it, store it: live on success, and on
     any problem nothing changes. Prompt versions it carries are added to the prompt store
     (409 if the store has one of them with other text)."""
@@ -105,13 +133,37 @@ async def put_flow(flow_id: str, request: Request) -> dict[str, Any]:
     loaded = load_flow(doc, svc.catalog.registry)
     prompts = svc.catalog.ctx.prompts
     import_prompts(loaded.flow, prompts, dry_run=True)  # a conflict refuses it before changes
-    svc.catalog.add(loaded.flow, "api")  # compiles: a build error leaves the old one live
+    # checked with no await before the catalog changes: no other save can come between
+    _check_preconditions(svc.catalog.get(flow_id), flow_id, request.headers)
+    compiled = svc.catalog.add(loaded.flow, "api")  # a build error leaves the old one live
     imported = import_prompts(loaded.flow, prompts)
-    await FlowDocuments(svc.store.db).put(flow_id, dump_flow(loaded.flow))
+    await FlowDocuments(svc.store.db).put(flow_id, compiled.document)
     notes = [*loaded.notes]
     if imported:
         notes.append(f"prompts added to the store: {', '.join(imported)}")
-    return {**svc.catalog.describe(flow_id), "notes": notes}
+    response.headers["ETag"] = compiled.etag
+    return {**_described(svc.catalog, flow_id, who), "notes": notes}
+
+
+def _check_preconditions(current: Any, flow_id: str, headers: Any) -> None:
+    """`If-Match` / `If-None-Match` of a save against the flow as it is now (RFC 9110)."""
+    if_match, if_none = headers.get("if-match"), headers.get("if-none-match")
+    etag = current.etag if current is not None else None
+    if if_none is not None:
+        if if_none.strip() != "*":
+            raise BadRequest("If-None-Match: only * is supported (save only a new id)")
+        if current is not None:
+            raise PreconditionFailed(f"flow {flow_id!r} already exists: choose another id, "
+                                     "or open it and save over it", etag=etag)
+    if if_match is not None:
+        wanted = [tag.strip() for tag in if_match.split(",")]
+        if current is None:
+            raise PreconditionFailed(f"flow {flow_id!r} no longer exists on the server "
+                                     "(deleted since it was opened)", etag=None)
+        if "*" not in wanted and etag not in wanted:
+            raise PreconditionFailed(
+                f"flow {flow_id!r} was changed on the server since it was opened: reload it, "
+                "or save yours under another id", etag=etag)
 
 
 @router.delete("/flows/{flow_id}", status_code=204, openapi_extra=SHARED)
@@ -135,13 +187,15 @@ async def validate_flow(request: Request) -> dict[str, Any]:
     if not isinstance(doc, dict):
         return {"ok": False, "problems": [{"path": "", "message": "a flow document must be "
                                            "a JSON object", "choices": [], "code": "not_a_flow"}]}
+    registry = services(request).catalog.registry
     try:
-        loaded, problems = check_flow(doc, services(request).catalog.registry)
+        loaded, problems = check_flow(doc, registry)
         migrated = migrate(doc)
     except FlowLoadError as exc:
         return {"ok": False, "problems": [{"path": "", "message": str(exc), "choices": [],
                                            "code": "not_a_flow"}]}
-    # the migrated document goes back too, so an importer can edit an old or broken flow
+    # the migrated document goes back too, so an importer can edit an old or broken flow;
+    # `nodes`: each node's branch labels and the state fields it reads and writes
     return {"ok": not problems, "problems": [p.to_dict() for p in problems],
             "notes": loaded.notes if loaded else migrated.notes,
-            "document": migrated.document}
+            "document": migrated.document, "nodes": node_facts(migrated.document, registry)}

@@ -417,6 +417,11 @@ class FlowDocuments:
         await self.db.execute("INSERT INTO fl_flows (flow_id, document, updated_at) "
                               "VALUES (?, ?, ?)", (flow_id, document, now))
 
+    async def updated(self) -> dict[str, str]:
+        """When each saved flow was last saved, by id."""
+        rows = await self.db.fetchall("SELECT flow_id, updated_at FROM fl_flows")
+        return {r["flow_id"]: r["updated_at"] for r in rows}
+
     async def all(self) -> list[tuple[str, str]]:
         rows = await self.db.fetchall("SELECT flow_id, document FROM fl_flows ORDER BY flow_id")
         return [(r["flow_id"], r["document"]) for r in rows]

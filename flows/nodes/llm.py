@@ -34,7 +34,8 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field("local", description="Model alias from the gateway config.")
+    model: str = Field("local", description="Model alias from the gateway config.",
+                       json_schema_extra={"x-flowloom-choices": "models"})
     system: str = Field("", description="System prompt (template over state fields).")
     system_prompt: str | None = prompt_ref_field(
         "Stored system prompt, name@version or name@latest (instead of `system`).")
@@ -47,10 +48,12 @@ class Params(BaseModel):
     temperature: float = Field(0.2, ge=0.0, le=2.0)
     max_tokens: int = Field(512, ge=1, le=32768)
     streaming: bool = Field(True, description="Stream tokens to clients as they come.")
-    output: str = Field("messages", description="State field that receives the answer.")
+    output: str = Field("messages", description="State field that receives the answer.",
+                        json_schema_extra={"x-flowloom-state": "write"})
     context: str = Field(
         "", description="State field of retrieved documents (e.g. `documents` from "
-                        "retriever.search) given to the model as numbered sources to cite.")
+                        "retriever.search) given to the model as numbered sources to cite.",
+                         json_schema_extra={"x-flowloom-state": "read"})
     list_sources: bool = Field(
         True, description="With `context`: end the answer with the sources it cites.")
 
@@ -70,7 +73,8 @@ class Params(BaseModel):
 def state_refs(params: Params) -> Iterator[StateRef]:
     yield from template_refs("system", params.system)
     yield from template_refs("prompt", params.prompt)
-    yield StateRef("output", params.output, "write")
+    yield StateRef("output", params.output, "write",
+                   "messages" if params.output == "messages" else "string")
     if params.context:
         yield StateRef("context", params.context)
 

@@ -28,7 +28,8 @@ class Params(BaseModel):
 
     prompt: str | None = prompt_ref_field("Stored prompt: name@version or name@latest.")
     template: str | None = Field(None, description="Inline template over state fields.")
-    output: str = Field(..., description="State field that receives the rendered text.")
+    output: str = Field(..., description="State field that receives the rendered text.",
+                        json_schema_extra={"x-flowloom-state": "write"})
 
     @field_validator("prompt")
     @classmethod
@@ -50,7 +51,7 @@ class Params(BaseModel):
 def state_refs(params: Params) -> Iterator[StateRef]:
     if params.template:
         yield from template_refs("template", params.template)
-    yield StateRef("output", params.output, "write")
+    yield StateRef("output", params.output, "write", "string")
 
 
 def build(params: Params, ctx: NodeContext) -> Any:

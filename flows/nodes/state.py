@@ -30,11 +30,20 @@ class Params(BaseModel):
         return value
 
 
+def _kind(value: Any) -> str:
+    """The state type of a constant."""
+    for kind, types in (("boolean", bool), ("integer", int), ("number", float),
+                        ("string", str), ("array", list), ("object", dict)):
+        if isinstance(value, types):
+            return kind
+    return "any"
+
+
 def state_refs(params: Params) -> Iterator[StateRef]:
-    for name in params.values:
-        yield StateRef(f"values.{name}", name, "write")
+    for name, value in params.values.items():
+        yield StateRef(f"values.{name}", name, "write", _kind(value))
     for name, source in params.templates.items():
-        yield StateRef(f"templates.{name}", name, "write")
+        yield StateRef(f"templates.{name}", name, "write", "string")
         yield from template_refs(f"templates.{name}", source)
 
 

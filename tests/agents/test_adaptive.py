@@ -345,8 +345,12 @@ def test_flow_validation_checks_routes_and_state_fields() -> None:
     _, problems = validate_document(doc, default_registry())
     found = {(p.path, p.code) for p in problems}
     assert ("nodes[0]", "unhandled_route") in found  # 'slow' has no edge
-    for param in ("source", "override_field", "decision_field"):
+    for param in ("source", "override_field"):  # read: name a declared field
         assert (f"nodes[0].params.{param}", "unknown_state_field") in found
+    # written: declare it (the problem says how)
+    assert ("nodes[0].params.decision_field", "undeclared_state_field") in found
+    (declare,) = [p for p in problems if p.code == "undeclared_state_field"]
+    assert declare.fix == {"declare": {"field": "why", "type": "object"}}
 
 
 # --- the simulation and its command -------------------------------------------------------

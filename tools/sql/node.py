@@ -63,7 +63,8 @@ class Params(BaseModel):
                     "connections.yaml in the data dir; 'demo' is the shipped demo shop.")
     question: str = Field("{{ last_message }}",
                           description="The question (template over state fields).")
-    model: str = Field("local", description="Model alias from the gateway config.")
+    model: str = Field("local", description="Model alias from the gateway config.",
+                       json_schema_extra={"x-flowloom-choices": "models"})
     max_rows: int = Field(200, ge=1, le=10000, description="Most rows a query may return.")
     retries: int = Field(2, ge=0, le=5, description="Retries with the error fed back.")
     timeout_s: float = Field(10.0, gt=0, le=600, description="Time limit of one query, "
@@ -78,8 +79,10 @@ class Params(BaseModel):
                     "in the prompt, picked by embedding similarity; empty: 4 when the schema's "
                     "description is over 12,000 characters, all otherwise; 0: always all.")
     embed_model: str = Field("local-embed", description="Embedding model alias (schema "
-                                                        "linking).")
-    output: str = Field("sql_result", description="State field that receives the result.")
+                                                        "linking).",
+                             json_schema_extra={"x-flowloom-choices": "embedding_models"})
+    output: str = Field("sql_result", description="State field that receives the result.",
+                        json_schema_extra={"x-flowloom-state": "write"})
     answer: bool = Field(True, description="Also append an answer with a table of the first "
                                            "rows and the SQL to `messages`.")
     words: bool = Field(False, description="With `answer`: the model says the answer in a "
@@ -93,9 +96,9 @@ class Params(BaseModel):
 
 def state_refs(params: Params) -> Iterator[StateRef]:
     yield from template_refs("question", params.question)
-    yield StateRef("output", params.output, "write")
+    yield StateRef("output", params.output, "write", "object")
     if params.answer:
-        yield StateRef("answer", "messages", "write")
+        yield StateRef("answer", "messages", "write", "messages")
 
 
 def _connections(home: Path) -> dict[str, str]:
