@@ -17,6 +17,7 @@ from typing import Any
 
 from flowloom.flows.errors import FlowLoadError, FlowValidationError, Problem
 from flowloom.flows.format import Flow
+from flowloom.flows.limits import MAX_DEPTH, json_problem
 from flowloom.flows.migrations import migrate
 from flowloom.flows.registry import NodeRegistry, default_registry
 from flowloom.flows.validate import validate_document
@@ -41,6 +42,8 @@ def examples_dir() -> Path:
 def read_document(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """Parse a path, JSON text or dict into a raw document; FlowLoadError says why not."""
     if isinstance(source, dict):
+        if (problem := json_problem(source)) is not None:
+            raise FlowLoadError(problem)
         return source, None
     label: str | None = None
     if isinstance(source, Path) or (isinstance(source, str) and not source.lstrip().startswith("{")
@@ -63,6 +66,10 @@ def read_document(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], 
         raise FlowLoadError(
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", source=label
         ) from None
+    except RecursionError:
+        raise FlowLoadError(f"nested deeper than {MAX_DEPTH} levels", source=label) from None
+    if (problem := json_problem(doc)) is not None:
+        raise FlowLoadError(problem, source=label)
     if not isinstance(doc, dict):
         kind = type(doc).__name__.replace("dict", "object").replace("list", "array")
         raise FlowLoadError(

@@ -41,17 +41,25 @@ def _path(loc: Iterable[Any], prefix: str = "") -> str:
     return out
 
 
+_UNION_TAG = re.compile(r"^[\w-]+\[.*\]$", re.S)
+
+
 def pydantic_problems(
     exc: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
 ) -> list[Problem]:
     """Map pydantic errors to problems whose paths are JSON paths under `prefix`."""
     problems = []
     for err in exc.errors(include_url=False):
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and "[" in p)]  # union tags
+        raw = list(err["loc"])
+        # drop pydantic's union-member tags (`function-after[...]`, `list[str]`); the last
+        # part of an unknown-field error is the user's key, whatever it looks like
+        keep_last = err["type"] == "extra_forbidden" and raw
+        loc = [p for i, p in enumerate(raw) if not (
+            isinstance(p, str) and _UNION_TAG.match(p) and not (keep_last and i == len(raw) - 1))]
         ctx = err.get("ctx") or {}
         choices: tuple[str, ...] = ()
         message = err["msg"]
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden" and loc:
             message = f"unknown field {loc[-1]!r}"
             allowed = _fields_at(model, loc[:-1]) if model else []
             choices = tuple(closest(str(loc[-1]), allowed) or allowed)
@@ -183,12 +191,14 @@ class _Checker:
         self.problems: list[Problem] = []
         self.index: dict[str, int] = {}
         self.types: dict[str, tuple[NodeType, Any]] = {}
+        self.nearest_field: _Nearest | None = None
 
     def add(self, path: str, message: str, choices: Iterable[str] = (), code: str = "invalid",
             fix: dict[str, Any] | None = None) -> None:
-        self.problems.append(Problem(path, message, tuple(dict.fromkeys(choices)), code, fix))
+        self.problems.append(Problem(path, message, _first_choices(choices), code, fix))
 
     def run(self) -> list[Problem]:
+        self.check_id()
         self.check_nodes()
         self.check_prompts()
         self.check_io()
@@ -199,13 +209,19 @@ class _Checker:
             self.check_graph(edges)
         return self.problems
 
+    def check_id(self) -> None:
+        """A flow's id names it in URLs, files and the database: the node-id alphabet."""
+        if not re.fullmatch(ID_PATTERN, self.flow.id):
+            self.add("id", f"{self.flow.id[:80]!r} is not a valid flow id: use letters, digits, "
+                     "'_' and '-', starting with a letter or '_' (at most 64)", code="bad_id")
+
     def check_nodes(self) -> None:
         if not self.flow.nodes:
             self.add("nodes", "a flow needs at least one node", self.registry.keys())
         for i, node in enumerate(self.flow.nodes):
             if node.id in (START, END):
                 self.add(f"nodes[{i}].id", f"{node.id!r} is reserved for the graph's ends")
-            elif not re.match(ID_PATTERN, node.id):
+            elif not re.fullmatch(ID_PATTERN, node.id):
                 self.add(f"nodes[{i}].id", f"{node.id!r} is not a valid id: use letters, digits,"
                          " '_' and '-', starting with a letter or '_' (at most 64)")
             if node.id in self.index:
@@ -226,17 +242,20 @@ class _Checker:
         for ref in node_type.state_refs(params):
             if ref.field in self.flow.state:
                 continue
+            if self.nearest_field is None:  # once per flow: it indexes every field
+                self.nearest_field = _Nearest(fields)
             path = f"nodes[{i}].params.{ref.param}"
             if ref.access == "write":
                 # the fix is to declare it (a near name may be a typo of a declared one)
                 self.add(path, f"writes state field {ref.field!r}, which the flow does not "
                          f"declare: add it to `state` as {{\"type\": \"{ref.kind}\"}}"
                          + (", or write a declared field" if fields else ""),
-                         closest(ref.field, fields), "undeclared_state_field",
+                         self.nearest_field(ref.field), "undeclared_state_field",
                          {"declare": {"field": ref.field, "type": ref.kind}})
             else:
                 self.add(path, f"reads state field {ref.field!r}, which the flow does not "
-                         "declare", closest(ref.field, fields) + fields, "unknown_state_field")
+                         "declare", self.nearest_field(ref.field) + fields,
+                         "unknown_state_field")
 
     def check_prompts(self) -> None:
         for ref, asset in self.flow.prompts.items():
@@ -257,27 +276,29 @@ class _Checker:
                 self.add(f"io.{key}", f"{name!r} is not a declared state field", fields)
 
     def check_layout(self) -> None:
+        nearest = _Nearest(list(self.index))
         for node_id in self.flow.layout.nodes:
             if node_id not in self.index and node_id not in (START, END):
                 self.add(f"layout.nodes.{node_id}", f"{node_id!r} is not a node",
-                         closest(node_id, self.index) or list(self.index))
+                         nearest(node_id) or list(self.index))
 
     def check_edges(self) -> tuple[list[EdgeSpec], bool]:
         """Report bad edges; return the well-formed ones and whether any leaves START."""
         ids = list(self.index)
         good = []
         seen: dict[tuple[str, str, str | None], int] = {}
+        ends = {"source": [START, *ids[:MAX_CHOICES]], "target": [END, *ids[:MAX_CHOICES]]}
+        nearest = _Nearest(ids)
         for j, edge in enumerate(self.flow.edges):
-            for end, valid, forbidden in (("source", [START, *ids], END),
-                                          ("target", [*ids, END], START)):
+            for end, forbidden in (("source", END), ("target", START)):
                 name = getattr(edge, end)
                 ok = False
                 if name == forbidden:
                     self.add(f"edges[{j}].{end}", f"{forbidden} cannot be an edge's {end}",
-                             valid, "dangling_edge")
-                elif name not in valid:
+                             ends[end], "dangling_edge")
+                elif name not in self.index and name != (START if end == "source" else END):
                     self.add(f"edges[{j}].{end}", f"{name!r} is not a node",
-                             closest(name, valid) + valid, "dangling_edge")
+                             nearest(name) + ends[end], "dangling_edge")
                 else:
                     ok = True
                 if not ok:
@@ -345,9 +366,8 @@ class _Checker:
         reaches_end = _walk(END, pred)
         # a node whose way out is a dangling edge has that problem reported already
         kept = {id(e) for e in edges}
-        for edge in self.flow.edges:
-            if id(edge) not in kept and edge.source in self.index:
-                reaches_end |= _walk(edge.source, pred)
+        reaches_end |= _walk([e.source for e in self.flow.edges
+                              if id(e) not in kept and e.source in self.index], pred)
         trapped: set[str] = set()
         for component in _strongly_connected(list(self.index), succ):
             looping = len(component) > 1 or next(iter(component)) in succ[next(iter(component))]
@@ -369,8 +389,45 @@ class _Checker:
                 self.add(f"nodes[{i}]", f"no path from node {node_id!r} to END", code="no_end")
 
 
-def _walk(start: str, succ: dict[str, set[str]]) -> set[str]:
-    seen, stack = {start}, [start]
+MAX_CHOICES = 20  # valid values listed per problem: the likeliest first
+NEAREST_POOL = 200  # names compared in full for a "did you mean" (a cheap filter first)
+
+
+class _Nearest:
+    """"Did you mean" over many names in time that stays small: names are indexed by first
+    character and length once, and a query compares in full only those of similar length
+    sharing its first character (at most NEAREST_POOL)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.shapes: dict[tuple[str, int], list[str]] = defaultdict(list)
+        for name in names:
+            self.shapes[(name[:1], len(name))].append(name)
+
+    def __call__(self, name: str) -> list[str]:
+        if len(self.names) <= NEAREST_POOL:
+            return closest(name, self.names)
+        pool: list[str] = []
+        for length in range(len(name) - 3, len(name) + 4):
+            pool += self.shapes.get((name[:1], length), [])[:NEAREST_POOL - len(pool)]
+        return closest(name, pool)
+
+
+def _first_choices(choices: Iterable[str]) -> tuple[str, ...]:
+    """The first MAX_CHOICES distinct choices (a flow of thousands of nodes would otherwise
+    list every node id in every problem)."""
+    out: dict[str, None] = {}
+    for choice in choices:
+        out.setdefault(choice)
+        if len(out) == MAX_CHOICES:
+            break
+    return tuple(out)
+
+
+def _walk(start: str | Iterable[str], succ: dict[str, set[str]]) -> set[str]:
+    """Every node reachable from `start` (one node, or several at once)."""
+    starts = [start] if isinstance(start, str) else list(start)
+    seen, stack = set(starts), list(starts)
     while stack:
         for nxt in succ.get(stack.pop(), ()):
             if nxt not in seen:

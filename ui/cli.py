@@ -480,22 +480,27 @@ def keys_revoke(
 def main() -> None:
     """Entry point: run the app and turn domain errors into messages and exit codes."""
     from flowloom.flows.errors import FlowError
+    from flowloom.flows.templates import TemplateError
     from flowloom.retrievers.errors import KnowledgeError
     from flowloom.retrievers.index import KnowledgeIndexError
 
     try:
         backend_errors: tuple[type[BaseException], ...] = ()
+        config_errors: tuple[type[BaseException], ...] = ()
         try:
             from flowloom.backends.errors import BackendError
+            from flowloom.backends.gateway.errors import GatewayConfigError, GatewayError
 
-            backend_errors = (BackendError,)
+            backend_errors = (BackendError, GatewayError)
+            config_errors = (GatewayConfigError,)  # the user's models file: exit 2
         except ImportError:
             pass
         try:
             code = app(standalone_mode=False)
             if isinstance(code, int) and code:
                 sys.exit(code)
-        except (FlowError, UsageError, KnowledgeError) as exc:
+        except (FlowError, UsageError, KnowledgeError, TemplateError,
+                *config_errors) as exc:
             _err(f"error: {exc}" if not str(exc).count("\n") else str(exc))
             sys.exit(2)
         except (*backend_errors, KnowledgeIndexError) as exc:
@@ -506,15 +511,21 @@ def main() -> None:
     except KeyboardInterrupt:
         _err("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors and aborts
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:  # usage errors (typer's own click), and anything unforeseen
+        show = getattr(exc, "show", None)
+        if isinstance(exc, typer.TyperException) and callable(show):
+            show()  # the command's usage line and what was wrong: no traceback
+            sys.exit(int(getattr(exc, "exit_code", 2)) or 2)
+        if os.environ.get("FLOWLOOM_DEBUG"):
+            raise
+        text = str(exc).encode("utf-8", "backslashreplace").decode("utf-8")[:2000]
+        _err(f"error: {type(exc).__name__}: {text}" if text else
+             f"error: {type(exc).__name__}")
+        _err("(this is a flowloom bug if the input was valid: set FLOWLOOM_DEBUG=1 to see "
+             "where it happened)")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

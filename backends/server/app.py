@@ -33,6 +33,7 @@ from flowloom.backends.server import (
     system_api,
     threads_api,
 )
+from flowloom.backends.server._bodies import BodyLimits
 from flowloom.backends.server._http import http_protocol
 from flowloom.backends.server._state import Services
 from flowloom.backends.server.auth import install_auth
@@ -82,6 +83,8 @@ class ServerSettings:
     # browser origins allowed to call the API (CORS) besides any loopback origin (the UI
     # started by `flowloom up`): e.g. ("https://studio.example.com",)
     cors_origins: tuple[str, ...] = ()
+    # a run's wall time once it executes (then it ends with status "timeout"); None: none
+    run_timeout_s: float | None = 3600.0
 
 
 def _location(loc: Any) -> str:
@@ -180,7 +183,7 @@ def create_app(settings: ServerSettings | None = None, *,
                 catalog.load_dir(folder)
             store = ServerStore(db)
             await load_saved_flows(store, catalog)
-            runs = RunManager(store, catalog)
+            runs = RunManager(store, catalog, timeout_s=settings.run_timeout_s)
             # Runs left unfinished by a server that died are marked error (liveness.py)
             liveness = Liveness(db, runs.owner, interval=settings.heartbeat_s,
                                 stale=settings.stale_after_s)
@@ -200,6 +203,7 @@ def create_app(settings: ServerSettings | None = None, *,
     app = FastAPI(title="flowloom", version="0.1.0", lifespan=lifespan,
                   description="Flows served over the LangGraph API protocol.")
     _install_error_handlers(app)
+    app.add_middleware(BodyLimits)  # innermost: bodies of admitted requests only
     guard = install_auth(app, settings)
     metrics = install_metrics(app)  # its timing wraps auth's refusals too
     _install_cors(app, settings)  # outermost: preflights need no key, refusals get headers

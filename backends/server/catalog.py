@@ -105,7 +105,12 @@ class FlowCatalog:
 
         Flows that run it (a supervisor's routes) are rebuilt with the new version; one
         that no longer builds keeps its old graph."""
-        compiled = self.compile(flow, source)
+        return self.install(self.compile(flow, source))
+
+    def install(self, compiled: CompiledFlow) -> CompiledFlow:
+        """Serve a compiled flow (in place of one with its id), rebuilding the flows that
+        run it; `compile` can run in a worker thread first."""
+        flow = compiled.flow
         self._flows[flow.id] = compiled
         for dependent in self.dependents(flow.id):
             with contextlib.suppress(FlowError):

@@ -10,6 +10,7 @@ when the server's copy changed since it was read), and `If-None-Match: *` only a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import UTC, datetime
@@ -130,12 +131,14 @@ async def put_flow(flow_id: str, request: Request, response: Response,
     if doc["id"] != flow_id:
         raise BadRequest(f"id: the document's id {doc['id']!r} differs from the URL's "
                          f"{flow_id!r}")
-    loaded = load_flow(doc, svc.catalog.registry)
+    # validating and compiling a large flow takes a while: off the event loop
+    loaded = await asyncio.to_thread(load_flow, doc, svc.catalog.registry)
     prompts = svc.catalog.ctx.prompts
     import_prompts(loaded.flow, prompts, dry_run=True)  # a conflict refuses it before changes
+    compiled = await asyncio.to_thread(svc.catalog.compile, loaded.flow, "api")
     # checked with no await before the catalog changes: no other save can come between
     _check_preconditions(svc.catalog.get(flow_id), flow_id, request.headers)
-    compiled = svc.catalog.add(loaded.flow, "api")  # a build error leaves the old one live
+    svc.catalog.install(compiled)
     imported = import_prompts(loaded.flow, prompts)
     await FlowDocuments(svc.store.db).put(flow_id, compiled.document)
     notes = [*loaded.notes]
@@ -188,9 +191,8 @@ async def validate_flow(request: Request) -> dict[str, Any]:
         return {"ok": False, "problems": [{"path": "", "message": "a flow document must be "
                                            "a JSON object", "choices": [], "code": "not_a_flow"}]}
     registry = services(request).catalog.registry
-    try:
-        loaded, problems = check_flow(doc, registry)
-        migrated = migrate(doc)
+    try:  # off the event loop: a large document takes a while
+        loaded, problems, migrated = await asyncio.to_thread(_validate, doc, registry)
     except FlowLoadError as exc:
         return {"ok": False, "problems": [{"path": "", "message": str(exc), "choices": [],
                                            "code": "not_a_flow"}]}
@@ -199,3 +201,8 @@ async def validate_flow(request: Request) -> dict[str, Any]:
     return {"ok": not problems, "problems": [p.to_dict() for p in problems],
             "notes": loaded.notes if loaded else migrated.notes,
             "document": migrated.document, "nodes": node_facts(migrated.document, registry)}
+
+
+def _validate(doc: dict[str, Any], registry: Any) -> tuple[Any, list[Any], Any]:
+    loaded, problems = check_flow(doc, registry)
+    return loaded, problems, migrate(doc)

@@ -179,9 +179,11 @@ class RunObserver(Protocol):
 class RunManager:
     """Starts, tracks and cancels runs of the catalog's flows."""
 
-    def __init__(self, store: ServerStore, catalog: FlowCatalog, *, keep: int = 1000) -> None:
+    def __init__(self, store: ServerStore, catalog: FlowCatalog, *, keep: int = 1000,
+                 timeout_s: float | None = None) -> None:
         self.store = store
         self.catalog = catalog
+        self.timeout_s = timeout_s  # a run's wall time once it starts executing; None: none
         self.owner = f"{uuid.uuid4()}"
         self._handles: OrderedDict[str, RunHandle] = OrderedDict()
         self._keep = keep
@@ -222,6 +224,12 @@ class RunManager:
             if mode not in STREAM_MODES:
                 raise BadRequest(f"stream_mode {mode!r} is not supported; valid: "
                                  f"{', '.join(STREAM_MODES)}")
+        limit = {**assistant_config, **req.config}.get("recursion_limit")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
+                                  or not 1 <= limit <= flow.flow.recursion_limit):
+            raise BadRequest(f"config.recursion_limit: {limit!r} is not allowed; a run may "
+                             f"lower flow {flow.id!r}'s limit of {flow.flow.recursion_limit} "
+                             "steps, never raise it (1 to that)")
         if isinstance(req.input, dict):
             unknown = sorted(k for k in req.input if k not in flow.flow.state)
             if unknown:
@@ -320,7 +328,15 @@ class RunManager:
                 if handle.run["status"] != "running":
                     await self.store.set_run_status(handle.run_id, "running")
                 await handle.publish("metadata", {"run_id": handle.run_id, "attempt": 1})
-                status = await self._stream(handle, req, assistant_config)
+                async with asyncio.timeout(self.timeout_s):
+                    status = await self._stream(handle, req, assistant_config)
+        except TimeoutError:
+            status = "timeout"
+            handle.result = {"__error__": {
+                "error": "RunTimeout",
+                "message": f"the run took longer than the server's limit of {self.timeout_s} s "
+                           "and was stopped (its last checkpoint is kept)"}}
+            await handle.publish("error", handle.result["__error__"])
         except asyncio.CancelledError:
             status = "interrupted"
         finally:
@@ -383,7 +399,7 @@ class RunManager:
         if rollback:
             await self._rollback_state(handle)
         thread_status = {"success": "idle", "interrupted": "interrupted",
-                         "error": "error"}.get(status, "idle")
+                         "error": "error", "timeout": "error"}.get(status, "idle")
         if handle.cancel_action is not None:
             thread_status = "idle"
         try:
