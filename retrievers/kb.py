@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import hashlib
 import re
 import shutil
@@ -138,9 +139,13 @@ class KnowledgeBases:
     (the API server) owns `<home>/kb/milvus.db`; other processes reach it through the API.
     """
 
+    # parse in a worker process with a memory limit (`_parse_pool.py`); False: in a thread
+    isolate_parsing = True
+
     def __init__(self, home: Path, models: ModelProvider | None) -> None:
         self.home = home
         self.models = models
+        self._parse_pool: Any = None
         self.dir = kb_dir(home)
         self.catalog = Catalog(self.dir / "catalog.sqlite")
         self._indexes: dict[str, KnowledgeIndex] = {}
@@ -197,7 +202,7 @@ class KnowledgeBases:
             raise KnowledgeBaseExists(name)
         return row
 
-    def documents(self, name: str) -> list[DocumentRow]:
+    def documents(self, name: str) -> builtins.list[DocumentRow]:
         self.get(name)
         return self.catalog.documents(name)
 
@@ -233,6 +238,7 @@ class KnowledgeBases:
             for index in self._indexes.values():
                 index.close()
             self._indexes.clear()
+            self._parse_pool = None  # the process's shared pool: it stays for others
         self.catalog.close()
 
     # -- writes ---------------------------------------------------------------------------
@@ -240,7 +246,7 @@ class KnowledgeBases:
     def _write_lock(self, name: str) -> asyncio.Lock:
         return self._write_locks.setdefault(name, asyncio.Lock())
 
-    async def aembed(self, kb: KBRow, texts: Sequence[str]) -> list[list[float]]:
+    async def aembed(self, kb: KBRow, texts: Sequence[str]) -> builtins.list[builtins.list[float]]:
         if self.models is None:
             raise KnowledgeError("no model gateway is configured, so nothing can be embedded")
         return await self.models.aembed(kb.embed_model, texts)
@@ -262,7 +268,7 @@ class KnowledgeBases:
             progress.started(len(files) + len(report.failed))
         settings = ChunkSettings(max_chars=kb.max_chars, overlap_chars=kb.overlap_chars)
         async with self._write_lock(name):
-            todo: list[_Todo] = []
+            todo: builtins.list[_Todo] = []
             for path in files:
                 todo_item = await self._prepare(kb, path, report)
                 if todo_item is not None:
@@ -301,25 +307,34 @@ class KnowledgeBases:
             return None
         return _Todo(path, doc_id, sha, old)
 
-    async def _local_docs(self, kb: KBRow, todo: list[_Todo], settings: Any,
+    async def _local_docs(self, kb: KBRow, todo: builtins.list[_Todo], settings: Any,
                           report: IngestReport) -> AsyncIterator[_Parsed]:
         """Parse and embed file by file, the next file parsed (in a thread) while this
         one's chunks are embedded (by the model service): the two overlap."""
         from flowloom.retrievers.parse import ParseError, parse_file
 
-        def parse(item: _Todo) -> tuple[list[Any] | None, str | None, float]:
+        if self.isolate_parsing and self._parse_pool is None:
+            from flowloom.retrievers._parse_pool import shared_pool
+
+            self._parse_pool = shared_pool()
+
+        async def parse(item: _Todo) -> tuple[builtins.list[Any] | None, str | None, float]:
             t0 = time.perf_counter()
             try:
-                return parse_file(item.path, settings), None, time.perf_counter() - t0
+                if self._parse_pool is not None:
+                    nodes = await self._parse_pool.parse(item.path, settings)
+                else:
+                    nodes = await asyncio.to_thread(parse_file, item.path, settings)
+                return nodes, None, time.perf_counter() - t0
             except ParseError as exc:
                 return None, exc.reason, time.perf_counter() - t0
 
-        ahead = asyncio.ensure_future(asyncio.to_thread(parse, todo[0])) if todo else None
+        ahead = asyncio.ensure_future(parse(todo[0])) if todo else None
         try:
             for i, item in enumerate(todo):
                 assert ahead is not None
                 nodes, error, seconds = await ahead
-                ahead = (asyncio.ensure_future(asyncio.to_thread(parse, todo[i + 1]))
+                ahead = (asyncio.ensure_future(parse(todo[i + 1]))
                          if i + 1 < len(todo) else None)
                 report.parse_seconds += seconds
                 if nodes is None:
@@ -333,7 +348,7 @@ class KnowledgeBases:
             if ahead is not None and not ahead.done():
                 ahead.cancel()
 
-    async def _ray_docs(self, kb: KBRow, todo: list[_Todo], settings: Any,
+    async def _ray_docs(self, kb: KBRow, todo: builtins.list[_Todo], settings: Any,
                         models_config: Path | None) -> AsyncIterator[_Parsed]:
         from flowloom.retrievers._ray_ingest import ray_parse_and_embed
 
@@ -345,7 +360,8 @@ class KnowledgeBases:
             path, nodes, vectors, error = got
             yield by_path[str(path)], nodes, vectors, error
 
-    async def _embed_for(self, kb: KBRow, path: Path, texts: list[str]) -> list[list[float]]:
+    async def _embed_for(self, kb: KBRow, path: Path, texts: builtins.list[str]
+                         ) -> builtins.list[builtins.list[float]]:
         try:
             return await self.aembed(kb, texts)
         except KnowledgeError:
@@ -354,8 +370,8 @@ class KnowledgeBases:
             raise KnowledgeError(f"embedding {path.name} with {kb.embed_model!r} failed: "
                                  f"{exc}") from None
 
-    async def _write(self, kb: KBRow, item: _Todo, nodes: list[Any],
-                     vectors: list[list[float]], report: IngestReport) -> KBRow:
+    async def _write(self, kb: KBRow, item: _Todo, nodes: builtins.list[Any],
+                     vectors: builtins.list[builtins.list[float]], report: IngestReport) -> KBRow:
         """Write one document's new version: announced, indexed, committed, old one gone.
         Returns the KB (its dimension is fixed by the first document)."""
         if kb.dim is None:
@@ -414,7 +430,7 @@ class KnowledgeBases:
     # -- reads ----------------------------------------------------------------------------
 
     async def asearch(self, name: str, query: str, *, top_k: int = 5, mode: Mode = "hybrid",
-                      filters: Mapping[str, Any] | None = None) -> list[Hit]:
+                      filters: Mapping[str, Any] | None = None) -> builtins.list[Hit]:
         """The `top_k` chunks of KB `name` best matching `query`."""
         if mode not in MODES:
             raise KnowledgeError(f"mode {mode!r} is not one of {', '.join(MODES)}")
@@ -431,13 +447,13 @@ class KnowledgeBases:
 
     async def asearch_many(self, name: str, queries: Sequence[str], *, top_k: int = 5,
                            mode: Mode = "hybrid", filters: Mapping[str, Any] | None = None,
-                           ) -> list[list[Hit]]:
+                           ) -> builtins.list[builtins.list[Hit]]:
         """`asearch` for many queries, their embeddings computed in batches."""
         kb = self.get(name)
         index = await asyncio.to_thread(self._index, kb)
         if index is None:
             return [[] for _ in queries]
-        vectors: list[list[float] | None] = (
+        vectors: builtins.list[builtins.list[float] | None] = (
             list(await self.aembed(kb, list(queries))) if mode != "lexical"
             else [None] * len(queries))
         out = []
@@ -447,12 +463,12 @@ class KnowledgeBases:
             out.append(self._current(name, hits)[:top_k])
         return out
 
-    def _current(self, name: str, hits: list[Hit]) -> list[Hit]:
+    def _current(self, name: str, hits: builtins.list[Hit]) -> builtins.list[Hit]:
         """Only chunks of committed document versions (a write in flight is invisible)."""
         committed = self.catalog.generations(name)
         return [h for h in hits if committed.get(h.doc_id) == h.metadata.get("generation")]
 
-    async def achunks(self, name: str, doc_id: str) -> list[Hit]:
+    async def achunks(self, name: str, doc_id: str) -> builtins.list[Hit]:
         kb = self.get(name)
         if self.catalog.document(name, doc_id) is None:
             raise UnknownDocument(name, doc_id)

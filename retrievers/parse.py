@@ -54,6 +54,11 @@ _KINDS: dict[str, tuple[str, str]] = {
 }
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(_KINDS)
 _ZIP_KINDS = frozenset({"docx", "pptx", "xlsx"})
+# Office files are zip archives: what they may inflate to before a parser opens them (the
+# libraries read members by their declared sizes, which zipfile holds them to)
+MAX_INFLATED_BYTES = 256 * 1024 * 1024
+MAX_ZIP_MEMBERS = 20_000
+MAX_ZIP_RATIO = 200  # inflated/compressed for one member over 10 MB: a zip bomb
 
 #: Metadata kept on each node for filtering and citations, never embedded or prompted.
 _METADATA_KEYS = ("source", "filename", "filetype", "section", "page", "chunk_index", "sha256")
@@ -172,8 +177,33 @@ def _check_container(path: Path, kind: str, label: str) -> None:
             head = f.read(1024)
         if b"%PDF-" not in head:
             raise ParseError(path, "not a valid PDF (no %PDF header)")
-    elif kind in _ZIP_KINDS and not zipfile.is_zipfile(path):
-        raise ParseError(path, f"not a valid {label} file (not a zip archive)")
+    elif kind in _ZIP_KINDS:
+        if not zipfile.is_zipfile(path):
+            raise ParseError(path, f"not a valid {label} file (not a zip archive)")
+        _check_zip(path, label)
+
+
+def _check_zip(path: Path, label: str) -> None:
+    """Refuse an archive that would inflate past MAX_INFLATED_BYTES (in all, or one member
+    at more than MAX_ZIP_RATIO times its packed size) or holds too many members."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise ParseError(path, f"not a valid {label} file ({exc})") from None
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise ParseError(path, f"{label} file holds {len(members):,} parts; at most "
+                         f"{MAX_ZIP_MEMBERS:,} are read")
+    total = sum(m.file_size for m in members)
+    if total > MAX_INFLATED_BYTES:
+        raise ParseError(path, f"{label} file would inflate to {total // 2**20:,} MB; at most "
+                         f"{MAX_INFLATED_BYTES // 2**20} MB are read (a zip bomb?)")
+    for member in members:
+        if member.file_size > 10 * 2**20 and \
+                member.file_size > MAX_ZIP_RATIO * max(member.compress_size, 1):
+            raise ParseError(path, f"{label} part {member.filename[:80]!r} inflates "
+                             f"{member.file_size // max(member.compress_size, 1):,} times "
+                             "its size (a zip bomb?)")
 
 
 def _describe_failure(kind: str, label: str, exc: Exception) -> str:
