@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema, field_validator
 
 from flowloom.flows.format import Flow
 
@@ -116,7 +116,7 @@ class ChatMessage(BaseModel):
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatCompletionRequest(BaseModel):
@@ -127,7 +127,7 @@ class ChatCompletionRequest(BaseModel):
 
     model: str = Field(..., min_length=1, description="A flow id (see GET /v1/models).")
     messages: list[ChatMessage] = Field(..., min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, description="Thread id (the X-Flowloom-Thread header wins).")
     n: int | None = Field(None, description="Only 1: a flow gives one answer per run.")

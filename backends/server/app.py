@@ -35,6 +35,7 @@ from flowloom.backends.server import (
 )
 from flowloom.backends.server._bodies import BodyLimits
 from flowloom.backends.server._http import http_protocol
+from flowloom.backends.server._openapi import install_openapi
 from flowloom.backends.server._state import Services
 from flowloom.backends.server.auth import install_auth
 from flowloom.backends.server.catalog import FlowCatalog
@@ -203,6 +204,7 @@ def create_app(settings: ServerSettings | None = None, *,
     app = FastAPI(title="flowloom", version="0.1.0", lifespan=lifespan,
                   description="Flows served over the LangGraph API protocol.")
     _install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(BodyLimits)  # innermost: bodies of admitted requests only
     guard = install_auth(app, settings)
     metrics = install_metrics(app)  # its timing wraps auth's refusals too

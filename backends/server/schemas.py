@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 MAX_OFFSET = 1_000_000_000  # search offsets: past this they would overflow SQLite's integers
 
@@ -16,7 +16,7 @@ __all__ = [
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)  # no "5" or true for numbers
 
 
 class AssistantCreate(_Body):
@@ -82,7 +82,7 @@ class StateUpdate(_Body):
 
 class CheckpointRequest(_Body):
     checkpoint: dict[str, Any] = Field(default_factory=dict)
-    subgraphs: bool = False
+    subgraphs: StrictBool = False
 
 
 class CancelRuns(_Body):
@@ -109,8 +109,8 @@ class RunCreate(_Body):
     context: dict[str, Any] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     stream_mode: StreamModeName | list[StreamModeName] = "values"
-    stream_subgraphs: bool = False
-    stream_resumable: bool = False
+    stream_subgraphs: StrictBool = False
+    stream_resumable: StrictBool = False
     interrupt_before: Literal["*"] | list[str] | None = None
     interrupt_after: Literal["*"] | list[str] | None = None
     webhook: str | None = None
