@@ -71,6 +71,11 @@ def kb_create(
     models: ModelsOpt = None,
 ) -> None:
     """Create an empty knowledge base."""
+    from flowloom.backends.netguard import url_problem
+
+    if uri and (problem := url_problem(uri)):
+        raise UsageError(f"--uri: {problem}")
+
     async def work(kbs: Any) -> Any:
         return kbs.create(name, uri=uri, embed_model=embed_model, max_chars=max_chars,
                           overlap_chars=overlap, description=description)

@@ -151,7 +151,10 @@ class Gateway:
             starter.join()
             planned = plan_deployments(self._config)
             for p in planned:
-                if not p.route.active:
+                if p.route.refused:
+                    logger.warning("model %r: deployment %s left out: %s", p.route.alias,
+                                   p.route.id, p.route.refused)
+                elif not p.route.active:
                     logger.warning("model %r: deployment %s left out, %s not set",
                                    p.route.alias, p.route.id, ", ".join(p.route.missing_env))
             self._blocked = self._blocked_aliases(planned)
@@ -179,7 +182,9 @@ class Gateway:
             if any(r.active for r in routes) or alias in fallback_sources:
                 continue
             missing = sorted({name for r in routes for name in r.missing_env})
-            reason = f"no usable deployment: {', '.join(missing)} not set"
+            refused = [r.refused for r in routes if r.refused]
+            reason = "no usable deployment: " + "; ".join(
+                [*refused, *([f"{', '.join(missing)} not set"] if missing else [])])
             if self._service_error and any(r.embedded for r in routes):
                 reason += f" (embedded model service failed: {self._service_error})"
             blocked[alias] = reason

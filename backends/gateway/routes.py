@@ -2,7 +2,8 @@
 
 A deployment whose `os.environ/NAME` references are not all set is left out of the
 router, so one missing key does not break the other models; `Route.missing_env`
-says why.
+says why. So is one whose `api_base` is an address the allow-list does not admit
+(`backends/netguard.py`); `Route.refused` says why.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowloom.backends.gateway.config import ENV_PREFIX, GatewayConfig, env_refs
+from flowloom.backends.netguard import url_problem
 
 __all__ = ["PlannedDeployment", "Route", "mask_secret", "plan_deployments"]
 
@@ -29,11 +31,13 @@ class Route:
     mode: str
     embedded: bool
     missing_env: tuple[str, ...] = ()
+    refused: str | None = None  # why its api_base may not be connected to
 
     @property
     def active(self) -> bool:
-        """Whether the router serves this deployment (all its secrets are set)."""
-        return not self.missing_env
+        """Whether the router serves this deployment (all its secrets are set, and its
+        address is allowed)."""
+        return not self.missing_env and self.refused is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,7 @@ def plan_deployments(
             mode=info.mode,
             embedded=info.embedded,
             missing_env=missing,
+            refused=url_problem(api_base) if api_base else None,
         )
         model_info = {**info.model_dump(exclude_none=True), "id": ident}
         entry = {"model_name": alias, "litellm_params": params, "model_info": model_info}

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
+from flowloom.backends.netguard import url_problem
 from flowloom.backends.server.errors import BadRequest, Conflict, NotFound
 from flowloom.backends.server.tenancy import Principal, access, caller
 from flowloom.retrievers.errors import (
@@ -185,6 +186,8 @@ def _public_kb(kb: dict[str, Any], who: Principal) -> dict[str, Any]:
 @router.post("/kbs", status_code=201, openapi_extra=SHARED)
 async def create_kb(body: KBCreate, request: Request) -> dict[str, Any]:
     svc = _service(request)
+    if body.uri and (problem := await asyncio.to_thread(url_problem, body.uri)):
+        raise BadRequest(f"uri: {problem}")
     with _mapped():
         await asyncio.to_thread(
             svc.kbs.create, body.name, uri=body.uri, embed_model=body.embed_model,

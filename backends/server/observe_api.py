@@ -350,6 +350,8 @@ class Deployment(BaseModel):
     embedded: bool = Field(description="Served by flowloom's bundled model service.")
     active: bool = Field(description="In the router (every `os.environ/` secret it names is set).")
     missing_env: list[str]
+    refused: str | None = Field(None, description="Why its address is not allowed "
+                                "(FLOWLOOM_ALLOW_HOSTS); admins only.")
 
 
 class ModelAlias(BaseModel):
@@ -474,7 +476,8 @@ async def list_models(request: Request, who: Caller) -> ModelsResponse:
             Deployment(id=r.id, model=r.model, provider=_provider_of(r.model),
                        api_base=redact_url(r.api_base) if who.admin else None,
                        has_api_key=r.api_key is not None, embedded=r.embedded, active=r.active,
-                       missing_env=list(r.missing_env) if who.admin else [])
+                       missing_env=list(r.missing_env) if who.admin else [],
+                       refused=r.refused if who.admin else None)
             for r in routes]))
     aliases = [m.alias for m in out]
     return ModelsResponse(

@@ -215,7 +215,8 @@ async def test_models_routes_health_and_calls_of_a_gateway(tmp_path, fake_openai
     local = by_alias["local"]["deployments"]
     assert local == [{"id": "local#0", "model": "openai/fake-chat", "provider": "openai",
                       "api_base": fake_openai.base("ok"), "has_api_key": True,
-                      "embedded": False, "active": True, "missing_env": []}]
+                      "embedded": False, "active": True, "missing_env": [],
+                      "refused": None}]
     backup = by_alias["backup"]["deployments"][0]
     assert backup["provider"] == "deepseek" and backup["active"] is False
     assert backup["missing_env"] == ["FLOWLOOM_TEST_UNSET_KEY"]
