@@ -115,7 +115,6 @@ class SqlArgs(BaseModel):
 
 
 def _bind_sql(config: SqlConfig, ctx: NodeContext) -> Run:
-    from flowloom.tools.sql.generate import answer_sql
     from flowloom.tools.sql.node import lazy_database
 
     if "://" in config.database or "/" in config.database:
@@ -127,6 +126,10 @@ def _bind_sql(config: SqlConfig, ctx: NodeContext) -> Run:
                              max_rows=config.max_rows)
 
     async def sql_query(args: BaseModel) -> Any:
+        # imported at the first call: sqlglot and SQLAlchemy take ~0.8 s, and a server
+        # compiles every flow at start-up
+        from flowloom.tools.sql.generate import answer_sql
+
         assert isinstance(args, SqlArgs)
         found = await answer_sql(args.question, await database(), models, model=config.model,
                                  retries=config.retries, max_rows=config.max_rows)

@@ -137,14 +137,14 @@ def lazy_database(database: str, home: Path, *, max_rows: int, timeout_s: float 
     """An async getter of the `SqlDatabase` that `database` names, opened on first use
     (the demo database is built then, not when a server compiles flows). A name that is
     neither a URL nor a known connection is a FlowBuildError now."""
-    from .db import SqlDatabase
-
     lazy_demo = database == "demo" and "demo" not in _connections(home)
     url = "" if lazy_demo else resolve_database(database, home)
     opened: list[Any] = []
     lock = asyncio.Lock()
 
     async def get() -> Any:
+        from .db import SqlDatabase  # SQLAlchemy: imported when first used
+
         async with lock:
             if not opened:
                 target = url or await asyncio.to_thread(demo_url, home)
