@@ -90,6 +90,14 @@ class Database:
                     if column not in await self.columns(table):
                         raise
 
+    async def claim_run(self, thread_id: str, run_id: str, owner: str, now: str) -> bool:
+        """Mark `run_id` running if no other run of its thread is running, atomically for
+        every server sharing the database; False when one is (its server executes it).
+        One server per SQLite file: its own per-thread lock already orders its runs."""
+        await self.execute("UPDATE fl_runs SET status = 'running', owner = ?, updated_at = ? "
+                           "WHERE run_id = ?", (owner, now, run_id))
+        return True
+
     async def setup(self) -> None:
         for statement in SCHEMA:
             await self.execute(statement)
@@ -182,6 +190,20 @@ class _Postgres(Database):
             "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
             "AND table_schema = current_schema()", (table,))
         return {row["column_name"] for row in rows}
+
+    async def claim_run(self, thread_id: str, run_id: str, owner: str, now: str) -> bool:
+        # one transaction, serialised per thread across servers by an advisory lock held
+        # until it commits: check that no other run of the thread runs, then take it
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (thread_id,))
+            busy = await (await conn.execute(
+                "SELECT 1 FROM fl_runs WHERE thread_id = %s AND status = 'running' "
+                "AND run_id <> %s LIMIT 1", (thread_id, run_id))).fetchone()
+            if busy is not None:
+                return False
+            await conn.execute("UPDATE fl_runs SET status = 'running', owner = %s, "
+                               "updated_at = %s WHERE run_id = %s", (owner, now, run_id))
+            return True
 
     async def batch(self, statements: Sequence[Statement]) -> list[int]:
         async with self.pool.connection() as conn, conn.transaction():

@@ -249,6 +249,8 @@ class RunManager:
                     raise NotFound(f"thread {thread_id} not found")
                 create_thread = True
         active = self._active.get(thread_id)
+        if active is None and thread is not None and self.store.db.kind != "sqlite":
+            await self._elsewhere(thread_id, req.multitask_strategy)
         if active is not None:
             if req.multitask_strategy == "reject":
                 raise Conflict(f"thread {thread_id} is busy with run {active.run_id}; "
@@ -260,9 +262,10 @@ class RunManager:
                 for old in live:
                     await self.cancel(old, action=req.multitask_strategy, wait=True)
         run_id = str(uuid.uuid4())
-        # Nothing ahead of it on its thread: stored as running at once (one commit less)
+        # Nothing ahead of it on its thread: stored as running at once (one commit less);
+        # with servers sharing a database, every run starts through a claim (`_claim`)
         starts_now = (thread_id not in self._active and thread_id not in self._starting
-                      and not self.locks.busy(thread_id))
+                      and not self.locks.busy(thread_id) and self.store.db.kind == "sqlite")
         kwargs = {"input": req.input, "command": req.command, "config": req.config,
                   "stream_mode": req.stream_mode, "interrupt_before": req.interrupt_before,
                   "interrupt_after": req.interrupt_after}
@@ -285,6 +288,22 @@ class RunManager:
         handle.task = asyncio.create_task(
             self._execute(handle, req, assistant_config, on_completion))
         return handle
+
+    async def _elsewhere(self, thread_id: str, strategy: str) -> None:
+        """With servers sharing the database, a thread may be busy on another one: `reject`
+        is refused as here; `interrupt` and `rollback` cannot reach a run executing in
+        another process, so they are refused rather than ignored; `enqueue` waits."""
+        if strategy == "enqueue":
+            return
+        busy = await self.store.active_runs(thread_id)
+        if not busy:
+            return
+        if strategy == "reject":
+            raise Conflict(f"thread {thread_id} is busy with run {busy[0]['run_id']}; "
+                           "use multitask_strategy enqueue, interrupt or rollback")
+        raise Conflict(f"thread {thread_id} is busy with run {busy[0]['run_id']} on another "
+                       f"server; multitask_strategy {strategy} can only stop a run on the "
+                       "server executing it: cancel it there, or enqueue")
 
     def saver_for(self, thread_id: str) -> BaseCheckpointSaver:
         """The checkpointer holding `thread_id`'s state: the catalog's, or the in-memory one
@@ -326,7 +345,7 @@ class RunManager:
         try:
             async with self.locks.hold(handle.thread_id):
                 if handle.run["status"] != "running":
-                    await self.store.set_run_status(handle.run_id, "running")
+                    await self._claim(handle)
                 await handle.publish("metadata", {"run_id": handle.run_id, "attempt": 1})
                 async with asyncio.timeout(self.timeout_s):
                     status = await self._stream(handle, req, assistant_config)
@@ -341,6 +360,14 @@ class RunManager:
             status = "interrupted"
         finally:
             await self._finish(handle, status, on_completion)
+
+    async def _claim(self, handle: RunHandle) -> None:
+        """Wait until the run may execute: no other run of its thread runs, on this server
+        (the thread lock, held) or on another one sharing the database (polled)."""
+        delay = 0.02
+        while not await self.store.claim_run(handle.thread_id, handle.run_id, self.owner):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     async def _stream(self, handle: RunHandle, req: RunRequest,
                       assistant_config: dict[str, Any]) -> str:

@@ -276,6 +276,11 @@ class ServerStore:
                  "WHERE thread_id = ?", (thread_status, now, now, thread_id))]
         await self.db.batch(statements)
 
+    async def claim_run(self, thread_id: str, run_id: str, owner: str) -> bool:
+        """Start executing `run_id` unless another run of its thread is running (on any
+        server sharing the database)."""
+        return await self.db.claim_run(thread_id, run_id, owner, now_iso())
+
     async def set_run_status(self, run_id: str, status: str) -> None:
         await self.db.execute("UPDATE fl_runs SET status = ?, updated_at = ? WHERE run_id = ?",
                               (status, now_iso(), run_id))

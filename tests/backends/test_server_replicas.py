@@ -1,0 +1,87 @@
+"""Two servers sharing one Postgres database take turns on a thread: runs sent to both at
+once all execute, one at a time (none lost, none run twice), and multitask strategies
+that cannot reach a run on the other server say so instead of being ignored."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+
+from flowloom.backends.server import ServerSettings, create_app
+from flowloom.flows.context import BuildContext
+from tests.backends.test_server_protocol import run_server
+from tests.fakes import ScriptedModels
+
+pytestmark = pytest.mark.postgres
+
+
+def _slow(messages) -> str:
+    time.sleep(0.3)  # long enough for the runs sent to both servers to overlap
+    return f"seen {len(messages)}"
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    psycopg = pytest.importorskip("psycopg")
+    name = f"fl_replicas_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+async def test_runs_sent_to_two_servers_take_turns_on_a_thread(tmp_path, database):
+    ctx = BuildContext(models=ScriptedModels(_slow))
+    first = run_server(create_app(ServerSettings(database=database, home=tmp_path), ctx=ctx))
+    second = run_server(create_app(ServerSettings(database=database, home=tmp_path), ctx=ctx))
+    a, b = next(first), next(second)
+    try:
+        clients = [get_client(url=a, api_key=None), get_client(url=b, api_key=None)]
+        thread = (await clients[0].threads.create())["thread_id"]
+
+        async def say(i: int) -> dict:
+            return await clients[i % 2].runs.wait(thread, "chat", input={
+                "messages": [{"role": "user", "content": f"m{i}"}]})
+
+        await asyncio.gather(*(say(i) for i in range(8)))
+        state = await clients[1].threads.get_state(thread)
+        messages = state["values"]["messages"]
+        assert len(messages) == 16  # each run's question and answer, none lost
+        assert sorted(m["content"] for m in messages if m["type"] == "human") == sorted(
+            f"m{i}" for i in range(8))
+        runs = httpx.get(f"{a}/threads/{thread}/runs", params={"limit": 100}).json()
+        assert len(runs) == 8 and {r["status"] for r in runs} == {"success"}
+
+        # a run executing on A: B refuses reject and interrupt, and queues enqueue
+        started = await clients[0].runs.create(thread, "chat", input={
+            "messages": [{"role": "user", "content": "long"}]})
+        deadline = time.time() + 10
+        while httpx.get(f"{a}/threads/{thread}/runs/{started['run_id']}").json()[
+                "status"] != "running":
+            assert time.time() < deadline
+            await asyncio.sleep(0.02)
+        body = {"assistant_id": "chat", "input": {"messages": [
+            {"role": "user", "content": "next"}]}}
+        rejected = httpx.post(f"{b}/threads/{thread}/runs",
+                              json={**body, "multitask_strategy": "reject"})
+        assert rejected.status_code == 409 and "busy" in rejected.json()["detail"]
+        interrupt = httpx.post(f"{b}/threads/{thread}/runs",
+                               json={**body, "multitask_strategy": "interrupt"})
+        assert interrupt.status_code == 409 and "another server" in interrupt.json()["detail"]
+        queued = await clients[1].runs.wait(thread, "chat", input=body["input"])
+        assert len(queued["messages"]) == 20  # after "long", not beside it
+    finally:
+        for gen in (first, second):
+            next(gen, None)
