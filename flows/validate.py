@@ -287,7 +287,9 @@ class _Checker:
         ids = list(self.index)
         good = []
         seen: dict[tuple[str, str, str | None], int] = {}
-        ends = {"source": [START, *ids[:MAX_CHOICES]], "target": [END, *ids[:MAX_CHOICES]]}
+        # room for three near names, and START or END always listed
+        some = ids[:MAX_CHOICES - 4]
+        ends = {"source": [START, *some], "target": [*some, END]}
         nearest = _Nearest(ids)
         for j, edge in enumerate(self.flow.edges):
             for end, forbidden in (("source", END), ("target", START)):
