@@ -44,6 +44,7 @@ __all__ = [
     "running_service_url",
     "service_log_path",
     "service_state_path",
+    "started_service",
     "stop_started_services",
     "withdraw_service",
 ]
@@ -213,10 +214,10 @@ def _wait_ready(
         log_file.flush()
 
 
-def _start(home: Path, timeout: float) -> _Started:
+def _start(home: Path, timeout: float, port: int = 0) -> _Started:
     log = service_log_path(home)
     log.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "flowloom.backends.model_service", "--port", "0",
+    cmd = [sys.executable, "-m", "flowloom.backends.model_service", "--port", str(port),
            "--home", str(home), "--launched-by", str(os.getpid())]
     with log.open("a", encoding="utf-8") as log_file:
         log_file.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n")
@@ -247,9 +248,10 @@ def _terminate(process: subprocess.Popen[str]) -> None:
         process.wait(timeout=_STOP_GRACE_S)
 
 
-def ensure_model_service(home: Path, *, timeout: float = 120) -> str:
+def ensure_model_service(home: Path, *, timeout: float = 120, port: int = 0) -> str:
     """Return the base URL (`http://127.0.0.1:PORT/v1`) of the home's model service,
-    starting one in the background if none answers, and set `$FLOWLOOM_MODEL_URL` to it.
+    starting one in the background if none answers (on `port`; 0: any free one), and set
+    `$FLOWLOOM_MODEL_URL` to it.
 
     A service this process starts is stopped when the process exits (or by
     `stop_started_services`). Raises `ModelServiceError` (with the last lines of
@@ -263,7 +265,7 @@ def ensure_model_service(home: Path, *, timeout: float = 120) -> str:
         with _file_lock(home / "run" / "model-service.lock", timeout), _started_lock:
             url = running_service_url(home)
             if url is None:
-                started = _start(home, timeout)
+                started = _start(home, timeout, port)
                 _started[home] = started
                 url = started.url
                 if not _atexit_registered:
@@ -271,6 +273,15 @@ def ensure_model_service(home: Path, *, timeout: float = 120) -> str:
                     _atexit_registered = True
     os.environ[MODEL_URL_ENV] = url
     return url
+
+
+def started_service(home: Path) -> subprocess.Popen[str] | None:
+    """The process of the home's model service if this process started it (what `flowloom
+    up` watches, to restart it when it dies), else None."""
+    key = Path(home).expanduser().resolve()
+    with _started_lock:
+        started = _started.get(key)
+    return started.process if started is not None and started.owner == os.getpid() else None
 
 
 def stop_started_services(home: Path | None = None) -> None:

@@ -356,11 +356,21 @@ def up(
     demo_kb: Annotated[bool, typer.Option(
         "--demo-kb/--no-demo-kb", help="Build the 'demo' knowledge base (flowloom's docs) "
         "for the rag_chat example, in the background.")] = True,
+    max_restarts: Annotated[int, typer.Option(
+        "--max-restarts", min=0, help="How often a part that dies (model service, API "
+        "server, UI) is restarted within 10 minutes before everything stops (0: never).")
+    ] = 5,
 ) -> None:
-    """Start the API server and the visual builder / chat UI (and the embedded model);
-    Ctrl-C stops everything."""
+    """Start the API server and the visual builder / chat UI (and the embedded model),
+    restart a part that dies (and say so); Ctrl-C stops everything."""
     from flowloom.flows.home import flowloom_home
-    from flowloom.ui.launcher import READY_PREFIX, LaunchError, UpSettings, run_until_stopped
+    from flowloom.ui.launcher import (
+        READY_PREFIX,
+        LaunchError,
+        RestartPolicy,
+        UpSettings,
+        run_until_stopped,
+    )
     from flowloom.ui.launcher import up as start
 
     for folder in flows or ():
@@ -370,7 +380,8 @@ def up(
         raise UsageError(f"--models {models}: no such file")
     settings = UpSettings(home=flowloom_home(), host=host, port=port, ui_port=ui_port,
                           database=database, flows_dirs=tuple(flows or ()), models=models,
-                          model_service=model_service, demo_kb=demo_kb)
+                          model_service=model_service, demo_kb=demo_kb,
+                          restart=RestartPolicy(max_restarts=max_restarts))
     try:
         with start(settings, say=_err) as stack:
             typer.echo(f"flowloom is up\n  UI:  {stack.ui_url}\n  API: {stack.api_url}"

@@ -197,6 +197,37 @@ class FlowloomClient:
             raise ApiError(0, f"the run stream from {self.base_url} broke off "
                               f"({type(exc).__name__}: {exc})") from None
 
+    def join_stream(self, thread_id: str, run_id: str, *,
+                    timeout: float = 300.0) -> Iterator[StreamEvent]:
+        """A running run's events from its start (`GET .../runs/{id}/stream`): what a page
+        reloaded mid-run shows. `ApiError(404)` once the run has ended."""
+        path = f"/threads/{quote(thread_id, safe='')}/runs/{quote(run_id, safe='')}/stream"
+        try:
+            with self._http.stream("GET", path, timeout=timeout) as response:
+                if not response.is_success:
+                    response.read()
+                    _raise_for(response)
+                yield from _parse_sse(response.iter_lines())
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"the run stream from {self.base_url} broke off "
+                              f"({type(exc).__name__}: {exc})") from None
+
+    def thread_runs(self, thread_id: str, *, status: str | None = None,
+                    limit: int = 10) -> list[dict[str, Any]]:
+        """The thread's runs, newest first (`status`: only those, e.g. running)."""
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        return self._call("GET", f"/threads/{quote(thread_id, safe='')}/runs", params=params)
+
+    def cancel_run(self, thread_id: str, run_id: str, *, wait: bool = True,
+                   action: str = "interrupt") -> None:
+        """Cancel a run (`interrupt`: what it wrote so far stays; `rollback`: undone).
+        `ApiError(404)` when it had already ended."""
+        self._call("POST", f"/threads/{quote(thread_id, safe='')}/runs/"
+                           f"{quote(run_id, safe='')}/cancel",
+                   params={"wait": int(wait), "action": action}, timeout=60.0)
+
     def wait_run(self, *, assistant_id: str, input: Any,
                  thread_id: str | None = None) -> Any:
         path = f"/threads/{thread_id}/runs/wait" if thread_id else "/runs/wait"
@@ -258,11 +289,19 @@ class FlowloomClient:
 
     def upload_kb_documents(self, name: str,
                             files: list[tuple[str, bytes, str | None]]) -> dict[str, Any]:
-        """Upload `(filename, content, mime type)` files for ingestion; `{job_id}`."""
+        """Upload `(filename, content, mime type)` files for ingestion: `{job_id, files,
+        rejected: [{file, reason}]}` (files refused alone; the rest are ingested)."""
         parts = [("files", (fname, content, mime or "application/octet-stream"))
                  for fname, content, mime in files]
         return self._call("POST", f"/kbs/{quote(name, safe='')}/documents", files=parts,
                           timeout=300.0)
+
+    def kb_search(self, name: str, query: str, *, top_k: int = 5, mode: str = "hybrid",
+                  filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Search a knowledge base: hits `{n, text, score, filename, section, page, ...}`."""
+        body = self._call("POST", f"/kbs/{quote(name, safe='')}/search", json={
+            "query": query, "top_k": top_k, "mode": mode, "filters": filters or {}})
+        return body.get("hits", []) if isinstance(body, dict) else body
 
     def kb_job(self, job_id: str) -> dict[str, Any]:
         """An ingestion job: `{state, files_done, files_total, chunks, errors}`."""
@@ -270,7 +309,8 @@ class FlowloomClient:
 
 
 def _parse_sse(lines: Iterator[str]) -> Iterator[StreamEvent]:
-    event, data, event_id = "message", [], None
+    event, event_id = "message", None
+    data: list[str] = []
     for line in lines:
         if not line:
             if data:

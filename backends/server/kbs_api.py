@@ -6,8 +6,10 @@ owns the data dir) use.
 - `GET /kbs/{name}/documents`, `DELETE /kbs/{name}/documents/{doc_id}`,
   `GET /kbs/{name}/documents/{doc_id}/chunks`
 - `POST /kbs/{name}/documents` (multipart `files`): saved under the data dir and ingested
-  in the background; answers 202 `{job_id}`; `GET /kbs/jobs/{job_id}` follows it
-  (`state` queued|running|done|error, files done of total, chunks, per-file errors).
+  in the background; answers 202 `{job_id, files, rejected: [{file, reason}]}` (a file of
+  an unsupported type is refused alone, the rest go on; 422 when none can be taken);
+  `GET /kbs/jobs/{job_id}` follows it (`state` queued|running|done|error, files done of
+  total, chunks, per-file errors, the refused files first).
 - `POST /kbs/{name}/search` `{query, top_k?, mode?, filters?}` → `{hits: [...]}`.
 """
 
@@ -264,16 +266,33 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 
 
 def _safe_name(filename: str | None) -> str:
-    name = _UNSAFE.sub("_", Path(filename or "").name).strip(" .")
-    if not name:
-        raise BadRequest("files: every upload needs a file name (e.g. handbook.pdf)")
-    return name[:200]
+    """A file name safe to save under the uploads folder; "" when nothing is left of it."""
+    return _UNSAFE.sub("_", Path(filename or "").name).strip(" .")[:200]
+
+
+def _refusal(filename: str, seen: set[str], supported: frozenset[str]) -> str | None:
+    """Why an uploaded file's name is refused (None: it may be ingested)."""
+    if not filename:
+        return "no file name (every upload needs one, e.g. handbook.pdf)"
+    suffix = Path(filename).suffix.lower()
+    if not suffix:
+        return "no type suffix to tell its kind (e.g. .pdf, .md)"
+    if suffix not in supported:
+        return f"unsupported type {suffix!r}"
+    if filename in seen:
+        return "another file of this upload has the same name"
+    return None
 
 
 @router.post("/kbs/{name}/documents", status_code=202, openapi_extra=SHARED)
 async def upload_documents(name: str, files: list[UploadFile], request: Request,
                            ) -> dict[str, Any]:
-    """Save the uploaded files and ingest them in the background; follow the job."""
+    """Save the uploaded files and ingest them in the background; follow the job.
+
+    A file that cannot be taken (unsupported type, no name, too large, a duplicate name)
+    is refused alone: the others are saved and ingested, and the 202 answer lists it in
+    `rejected` (`[{file, reason}]`), as the job's `errors` do. Only when no file can be
+    taken is the upload refused (422), naming each file and the supported types."""
     from flowloom.retrievers.parse import SUPPORTED_SUFFIXES
 
     svc = _service(request)
@@ -281,45 +300,56 @@ async def upload_documents(name: str, files: list[UploadFile], request: Request,
         svc.kbs.get(name)
     if not files:
         raise BadRequest("files: upload at least one file")
-    names = [_safe_name(f.filename) for f in files]
-    bad = [n for n in names if Path(n).suffix.lower() not in SUPPORTED_SUFFIXES]
-    if bad:
-        raise BadRequest(f"files: unsupported type: {', '.join(bad)}; supported: "
-                         f"{', '.join(sorted(SUPPORTED_SUFFIXES))}")
+    supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
     folder = svc.uploads / name
-    folder.mkdir(parents=True, exist_ok=True)
     saved: list[Path] = []
-    for upload, filename in zip(files, names, strict=True):
-        data = await upload.read(MAX_UPLOAD_BYTES + 1)
-        if len(data) > MAX_UPLOAD_BYTES:
-            raise BadRequest(f"files: {filename} is larger than "
-                             f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+    rejected: list[dict[str, str]] = []
+    for upload in files:
+        filename = _safe_name(upload.filename)
+        seen = {p.name for p in saved}
+        reason = _refusal(filename, seen, SUPPORTED_SUFFIXES)
+        if reason is None:
+            data = await upload.read(MAX_UPLOAD_BYTES + 1)
+            if len(data) > MAX_UPLOAD_BYTES:
+                reason = f"larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB"
+        if reason is not None:
+            rejected.append({"file": filename or str(upload.filename or ""), "reason": reason})
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
         target = folder / filename
         partial = target.with_name(f".{filename}.{uuid.uuid4().hex[:8]}.part")
         partial.write_bytes(data)
         partial.replace(target)  # a reader never sees half a file
         saved.append(target)
-    job = Job(str(uuid.uuid4()), name, len(saved))
+    if not saved:
+        each = "; ".join(f"{r['file'] or '(no name)'}: {r['reason']}" for r in rejected)
+        raise BadRequest(f"files: no file can be ingested ({each}); supported: {supported}")
+    job = Job(str(uuid.uuid4()), name, len(saved),
+              errors=[{"path": r["file"], "reason": r["reason"]} for r in rejected])
     svc.jobs[job.job_id] = job
     while len(svc.jobs) > KEEP_JOBS:
         svc.jobs.pop(next(iter(svc.jobs)))
     task = asyncio.create_task(_ingest(svc, job, saved), name=f"ingest-{job.job_id}")
     svc.tasks.add(task)
     task.add_done_callback(svc.tasks.discard)
-    return {"job_id": job.job_id, "kb": name, "files": names}
+    return {"job_id": job.job_id, "kb": name, "files": [p.name for p in saved],
+            "rejected": rejected}
 
 
 async def _ingest(svc: KnowledgeService, job: Job, paths: list[Path]) -> None:
+    """Ingest `paths` for `job`; its `errors` keep the files refused at upload first."""
+    refused = list(job.errors)
     try:
         report = await svc.kbs.aingest(job.kb, paths, progress=job)
     except KnowledgeError as exc:
-        job.state, job.errors = "error", [{"path": "", "reason": str(exc)}]
+        job.state, job.errors = "error", [*refused, {"path": "", "reason": str(exc)}]
     except Exception as exc:
         logger.exception("ingestion job %s failed", job.job_id)
-        job.state, job.errors = "error", [{"path": "", "reason": f"{type(exc).__name__}: {exc}"}]
+        job.state = "error"
+        job.errors = [*refused, {"path": "", "reason": f"{type(exc).__name__}: {exc}"}]
     else:
         job.report = report.to_dict()
-        job.errors = [{"path": Path(p).name, "reason": r} for p, r in report.failed]
+        job.errors = [*refused, *({"path": Path(p).name, "reason": r} for p, r in report.failed)]
         job.state = "done"
     job.finished_at = time.time()
     job.current = None

@@ -39,12 +39,18 @@ def test_upload_follow_list_search_delete(api):
     assert api.post("/kbs", json={"name": "help"}).status_code == 201
     files = [("files", ("account.md", f"# Account\n\n## Passwords\n\n{RESET}\n".encode(),
                         "text/markdown")),
+             ("files", ("virus.exe", b"MZ", "application/octet-stream")),
              ("files", ("broken.docx", b"not a zip at all", "application/octet-stream"))]
     started = api.post("/kbs/help/documents", files=files)
+    # the .exe is refused alone, with its reason; the rest of the batch goes on
     assert started.status_code == 202, started.text
-    job = _wait(api, started.json()["job_id"])
+    answer = started.json()
+    assert answer["files"] == ["account.md", "broken.docx"]
+    assert answer["rejected"] == [{"file": "virus.exe", "reason": "unsupported type '.exe'"}]
+    job = _wait(api, answer["job_id"])
     assert job["state"] == "done" and job["files_done"] == 2 and job["chunks"] >= 1
-    assert [e["path"] for e in job["errors"]] == ["broken.docx"]
+    assert [e["path"] for e in job["errors"]] == ["virus.exe", "broken.docx"]
+    assert job["errors"][0]["reason"] == "unsupported type '.exe'"
 
     docs = api.get("/kbs/help/documents").json()["documents"]
     assert [d["filename"] for d in docs] == ["account.md"]
@@ -70,10 +76,21 @@ def test_client_mistakes_are_4xx_with_clear_bodies(api):
     assert api.post("/kbs", json={"name": "dupe"}).status_code == 409
     missing = api.post("/kbs/nope/search", json={"query": "x"})
     assert missing.status_code == 404 and "knowledge bases:" in missing.json()["detail"]
-    unsupported = api.post("/kbs/dupe/documents",
-                           files=[("files", ("virus.exe", b"MZ", "application/octet-stream"))])
-    assert unsupported.status_code == 422
-    assert "virus.exe" in unsupported.json()["detail"]
+    unsupported = api.post("/kbs/dupe/documents", files=[
+        ("files", ("virus.exe", b"MZ", "application/octet-stream")),
+        ("files", ("notes", b"no suffix", "text/plain"))])
+    assert unsupported.status_code == 422  # nothing left to ingest: refused, file by file
+    detail = unsupported.json()["detail"]
+    assert "virus.exe: unsupported type '.exe'" in detail
+    assert "notes: no type suffix to tell its kind (e.g. .pdf, .md)" in detail
+    assert "supported: " in detail and ".pdf" in detail and ".md" in detail
+    twice = api.post("/kbs/dupe/documents", files=[
+        ("files", ("a.md", b"# A\n\none", "text/markdown")),
+        ("files", ("a.md", b"# A\n\ntwo", "text/markdown"))])
+    assert twice.status_code == 202
+    assert twice.json()["rejected"] == [
+        {"file": "a.md", "reason": "another file of this upload has the same name"}]
+    _wait(api, twice.json()["job_id"])
     assert api.post("/kbs/dupe/search", json={"query": "x", "mode": "fuzzy"}).status_code == 422
     assert api.get("/kbs/jobs/nope").status_code == 404
 

@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -19,6 +19,7 @@ class Up:
     ui: str
     api: str
     stdout: list[str]
+    stderr: list[str] = field(default_factory=list)  # what it has said so far
 
 
 @contextmanager
@@ -30,17 +31,21 @@ def flowloom_up(home: Path, *extra: str, timeout: float = 180) -> Iterator[Up]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "flowloom.ui.cli", "up", "--port", "0", "--ui-port", "0",
          *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    stdout, stderr = proc.stdout, proc.stderr
     out: list[str] = []
-    threading.Thread(target=lambda: out.extend(proc.stdout), daemon=True).start()
+    threading.Thread(target=lambda: out.extend(stdout), daemon=True).start()
     errors: list[str] = []
     ready = threading.Event()
     urls: dict[str, str] = {}
 
     def read_err() -> None:
-        for line in proc.stderr:
+        for line in stderr:
             errors.append(line)
             if line.startswith("FLOWLOOM_UP "):
-                urls.update(part.split("=", 1) for part in line.split()[1:])
+                for part in line.split()[1:]:
+                    key, _, value = part.partition("=")
+                    urls[key] = value
                 ready.set()
         ready.set()
 
@@ -48,7 +53,7 @@ def flowloom_up(home: Path, *extra: str, timeout: float = 180) -> Iterator[Up]:
     if not ready.wait(timeout) or not urls:
         proc.kill()
         raise AssertionError("flowloom up did not come up:\n" + "".join(errors))
-    up = Up(proc, urls["ui"], urls["api"], out)
+    up = Up(proc, urls["ui"], urls["api"], out, errors)
     try:
         yield up
     finally:

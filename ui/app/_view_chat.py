@@ -1,27 +1,108 @@
 """The chat page's data shaping, free of Streamlit: thread lists, message text, reading a
-run's event stream into answer tokens, and per-turn node updates from a thread's history."""
+run's event stream into answer tokens and the nodes it is running, and per-turn node
+updates from a thread's history."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from flowloom.ui.app._approval import INTERRUPT_KEY, Pending, pending_from_event
+from flowloom.ui.client import StreamEvent
 
 __all__ = [
+    "TICK",
     "RunReader",
+    "activity",
     "is_ai",
     "last_ai_text",
     "message_text",
+    "node_labels",
     "sort_threads",
     "thread_label",
     "thread_labels",
+    "ticking",
     "turn_updates",
 ]
 
 AI_TYPES = ("ai", "AIMessage", "AIMessageChunk")
 HIDDEN_TAG = "nostream"
+TICK = "tick"  # a pseudo-event of `ticking`: nothing arrived for a while
+
+
+def ticking(events: Iterable[Any], every: float = 0.25) -> Iterator[Any]:
+    """`events`, read on a background thread, with a `TICK` event whenever none arrived
+    for `every` seconds: a page waiting for a slow first token (a model starting) can
+    redraw its elapsed time, and Streamlit can stop the script for a click (Stop) at that
+    redraw. Errors raised while reading are raised here. Closing this generator makes the
+    reader close `events` after their next one (the HTTP stream with it)."""
+    items: queue.Queue[Any] = queue.Queue()
+    done, abandoned = object(), threading.Event()
+
+    def pump() -> None:
+        source = iter(events)
+        try:
+            for event in source:
+                if abandoned.is_set():
+                    break
+                items.put(event)
+        except Exception as exc:  # handed to the reader, raised there
+            items.put(exc)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+            items.put(done)
+
+    threading.Thread(target=pump, daemon=True, name="flowloom-run-stream").start()
+    try:
+        while True:
+            try:
+                item = items.get(timeout=every)
+            except queue.Empty:
+                yield StreamEvent(TICK, None)
+                continue
+            if item is done:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        abandoned.set()
+
+
+def node_labels(flow: Any) -> dict[str, str]:
+    """Node id -> the name a person reads (its `label`, else the id as a word:
+    `retrieve` -> `Retrieve`), from a flow document."""
+    nodes = flow.get("nodes") if isinstance(flow, dict) else None
+    labels = {}
+    for node in nodes or []:
+        if isinstance(node, dict) and node.get("id"):
+            node_id = str(node["id"])
+            label = str(node.get("label") or "").strip()
+            labels[node_id] = label or (node_id[:1].upper() + node_id[1:]).replace("_", " ")
+    return labels
+
+
+def activity(running: Iterable[str], finished: Iterable[str], labels: dict[str, str],
+             elapsed_s: float) -> str:
+    """The run indicator's line: the nodes running now (`Retrieve… running · 4 s`), else
+    what just ended, else that the run is starting."""
+    def name(node: str) -> str:
+        return labels.get(node) or node
+
+    took = f" · {elapsed_s:.0f} s"
+    now = [name(n) for n in running]
+    if now:
+        return f"{', '.join(now)}… running{took}"
+    done = list(finished)
+    if done:
+        return f"{name(done[-1])} done; next step…{took}"
+    return f"Starting the run…{took}"
 
 
 def message_text(message: Any) -> str:
@@ -87,9 +168,17 @@ class RunReader:
     `interrupts` the run paused on (a request for approval: see `_approval`).
 
     Chunks tagged `nostream` (e.g. a router's classifier) are skipped. A page shows each
-    segment in the same place, so the last streaming node's answer is what stays."""
+    segment in the same place, so the last streaming node's answer is what stays.
+
+    With the `tasks` stream mode, `running` holds the nodes running now (task id -> node)
+    and `finished` those that ended, in order; `on_event` is called after every event (a
+    `TICK` of `ticking` too), so a page can show them while it waits."""
 
     events: Iterable[Any]
+    on_event: Callable[[RunReader], None] | None = None
+    running: dict[str, str] = field(default_factory=dict)
+    finished: list[str] = field(default_factory=list)
+    started_at: float = field(default_factory=time.monotonic)
     values: dict[str, Any] | None = None
     updates: list[tuple[str, Any]] = field(default_factory=list)
     error: dict[str, Any] | None = None
@@ -105,12 +194,14 @@ class RunReader:
 
     def _next_token(self) -> tuple[str | None, str] | None:
         if self._pending is not None:
-            token, self._pending = self._pending, None
-            return token
+            pending, self._pending = self._pending, None
+            return pending
         if self._iter is None:
             self._iter = iter(self.events)
         for event in self._iter:
             token = self._take(event.event, event.data)
+            if self.on_event is not None:
+                self.on_event(self)
             if token is not None:
                 return token
         self.done = True
@@ -130,6 +221,8 @@ class RunReader:
         elif name == "updates" and isinstance(data, dict):
             self.updates.extend((str(node), update) for node, update in data.items()
                                 if node != INTERRUPT_KEY)
+        elif name == "tasks" and isinstance(data, dict) and data.get("id"):
+            self._task(str(data["id"]), str(data.get("name") or ""), data)
         elif name == "error":
             self.error = data if isinstance(data, dict) else {"message": str(data)}
         elif name == "messages" and isinstance(data, list) and len(data) == 2:
@@ -141,6 +234,19 @@ class RunReader:
             if text:
                 return metadata.get("langgraph_node"), text
         return None
+
+    def _task(self, task_id: str, node: str, data: dict[str, Any]) -> None:
+        if not node or node.startswith("__"):
+            return  # LangGraph's own steps (__start__) are nobody's business
+        if "result" in data or "error" in data:  # the task ended
+            if self.running.pop(task_id, None) is not None:
+                self.finished.append(node)
+        else:
+            self.running[task_id] = node
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started_at
 
     def segments(self) -> Iterator[Iterator[str]]:
         """One text generator per streaming node, in order, until the run ends."""

@@ -1,12 +1,24 @@
 """The knowledge page's data shaping, free of Streamlit: knowledge bases, documents,
-chunks and ingestion-job progress as the (planned) `/kbs` API returns them."""
+chunks, ingestion-job progress, search filters and hits as the `/kbs` API has them."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["JobProgress", "chunk_text", "doc_id", "doc_rows", "job_progress", "kb_rows"]
+__all__ = [
+    "JobProgress",
+    "chunk_text",
+    "doc_id",
+    "doc_rows",
+    "hit_heading",
+    "job_progress",
+    "kb_rows",
+    "parse_filters",
+]
+
+_FILTER_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 FINISHED = ("done", "succeeded", "success", "completed", "failed", "error", "cancelled")
 FAILED = ("failed", "error", "cancelled")
@@ -86,3 +98,49 @@ def job_progress(job: dict[str, Any]) -> JobProgress:
     if errors:
         text += f", {len(errors)} errors"
     return JobProgress(fraction, text, finished, state in FAILED, errors)
+
+
+def _scalar(text: str) -> Any:
+    """A filter value as the metadata holds it: `3` an int, `true` a bool, else text."""
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    if re.fullmatch(r"-?\d+\.\d*", text):
+        return float(text)
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def parse_filters(text: str) -> dict[str, Any]:
+    """`filetype=pdf, page=3` (commas or new lines) as the search API's `filters`; a key
+    given twice matches either value. ValueError, naming the part, when one is not
+    `KEY=VALUE` with an identifier key.
+
+    >>> parse_filters("filetype=md, filetype=txt\npage=2")
+    {'filetype': ['md', 'txt'], 'page': 2}
+    """
+    out: dict[str, list[Any]] = {}
+    for part in re.split(r"[,\n]", text or ""):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, value = (x.strip() for x in part.partition("="))
+        if not sep or not _FILTER_KEY.fullmatch(key) or not value:
+            raise ValueError(f"Filter “{part}”: write KEY=VALUE, e.g. filetype=pdf or "
+                             "page=3 (keys: letters, digits and _).")
+        out.setdefault(key, []).append(_scalar(value.strip("\"'")))
+    return {k: v[0] if len(v) == 1 else v for k, v in out.items()}
+
+
+def hit_heading(hit: dict[str, Any]) -> str:
+    """One line over a search hit: rank, file, section, page and score."""
+    parts = [f"**{hit.get('n', '?')}.**",
+             f"`{hit.get('filename') or hit.get('source') or hit.get('doc_id') or '?'}`"]
+    if hit.get("section"):
+        parts.append(f"§ {hit['section']}")
+    if hit.get("page") not in (None, ""):
+        parts.append(f"p. {hit['page']}")
+    score = hit.get("score")
+    if isinstance(score, int | float):
+        parts.append(f"score {score:.4g}")
+    return " · ".join(parts)

@@ -8,14 +8,25 @@ from typing import Any
 import pandas as pd
 
 __all__ = [
+    "CLOCK_FORMAT",
+    "TIME_FORMAT",
+    "WHEN_FORMAT",
     "call_frame",
     "health_rows",
     "model_rows",
     "route_frame",
     "run_rows",
+    "timeline_chart",
     "timeline_frame",
+    "took",
     "totals_rows",
 ]
+
+
+# Time axes in 24-hour time (d3-time-format, as Vega-Lite writes them).
+CLOCK_FORMAT = "%H:%M:%S"  # one call's time
+TIME_FORMAT = "%H:%M"  # a minute's bucket
+WHEN_FORMAT = "%Y-%m-%d %H:%M:%S"  # tooltips
 
 
 def model_rows(models: dict[str, Any]) -> list[dict[str, Any]]:
@@ -85,10 +96,28 @@ def run_rows(runs: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str, Any]
     return [{c: r.get(c) for c in RUN_COLUMNS} for r in items or []]
 
 
+TIMELINE_COLUMNS = ["seq", "node", "label", "row", "order", "node_type", "start_ms",
+                    "end_ms", "duration_ms", "took", "status", "error"]
+
+
+def took(ms: float) -> str:
+    """A duration as a person reads it: `0.4 ms`, `12 ms`, `1.3 s`, `2 min 5 s`."""
+    if ms < 10:
+        return f"{ms:.1f} ms"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f} s"
+    return f"{int(ms // 60_000)} min {ms % 60_000 / 1000:.0f} s"
+
+
 def timeline_frame(timeline: dict[str, Any]) -> pd.DataFrame:
-    """A run's node spans as `node, start_ms, end_ms, duration_ms, status, label` rows (a
-    running node ends at the run's end, or its start); indented by subgraph depth."""
-    rows = []
+    """A run's node spans, one per execution: `node, start_ms, end_ms, duration_ms, took,
+    status, error`, with `row` (one per node: a node that ran twice has two spans on one
+    row), `order` (the row's place: the order nodes first started) and `label` (the
+    row's name; `↳ ` marks a node inside a subgraph). A running node ends at the run's
+    end, or where it started."""
+    rows: list[dict[str, Any]] = []
     run_end = timeline.get("duration_ms")
     for span in timeline.get("nodes") or []:
         start = float(span.get("start_ms") or 0.0)
@@ -96,14 +125,17 @@ def timeline_frame(timeline: dict[str, Any]) -> pd.DataFrame:
         if duration is None:
             duration = max(0.0, float(run_end) - start) if run_end is not None else 0.0
         depth = int(span.get("depth") or 0)
-        rows.append({"seq": span.get("seq", len(rows)), "node": span.get("node"),
-                     "label": "  " * depth + str(span.get("node")),
-                     "node_type": span.get("node_type"), "start_ms": start,
-                     "end_ms": start + float(duration), "duration_ms": float(duration),
+        node = str(span.get("node"))
+        rows.append({"seq": span.get("seq", len(rows)), "node": node,
+                     "label": ("· " * (depth - 1) + "↳ " if depth else "") + node,
+                     "row": f"{depth}:{node}", "node_type": span.get("node_type"),
+                     "start_ms": start, "end_ms": start + float(duration),
+                     "duration_ms": float(duration), "took": took(float(duration)),
                      "status": span.get("status"), "error": span.get("error") or ""})
-    columns = ["seq", "node", "label", "node_type", "start_ms", "end_ms", "duration_ms",
-               "status", "error"]
-    return pd.DataFrame(rows, columns=columns)
+    frame = pd.DataFrame(rows, columns=[c for c in TIMELINE_COLUMNS if c != "order"])
+    first = frame.sort_values(["start_ms", "seq"]).drop_duplicates("row")["row"].tolist()
+    frame.insert(4, "order", frame["row"].map({row: i for i, row in enumerate(first)}))
+    return frame.sort_values(["order", "start_ms"]).reset_index(drop=True)
 
 
 def route_frame(routes: dict[str, Any]) -> pd.DataFrame:
@@ -119,3 +151,47 @@ def route_frame(routes: dict[str, Any]) -> pd.DataFrame:
     frame["share"] = frame["count"] / frame.groupby("time")["count"].transform("sum")
     return frame[["time", "route", "count", "share"]].sort_values(["time", "route"]) \
         .reset_index(drop=True)
+
+
+STATUS_COLORS = {"ok": "#4c9f70", "error": "#d9534f", "interrupted": "#f0ad4e",
+                 "running": "#5bc0de"}
+LABEL_PX = 200  # node names longer than this are cut with "…" (the tooltip has them whole)
+
+
+def timeline_chart(frame: pd.DataFrame) -> Any:
+    """A Gantt chart of `timeline_frame(...)`: one row per node in the order they first
+    ran, a bar per execution with its duration written after it. Rows keep their height
+    (the chart grows with the node count), so labels never overlap; long names are cut
+    at `LABEL_PX` with the full name in the tooltip."""
+    import altair as alt
+
+    end = float(frame["end_ms"].max()) if len(frame) else 0.0
+    seconds = end >= 5000
+    unit, scale = ("s", 1000.0) if seconds else ("ms", 1.0)
+    data = frame.assign(start=frame["start_ms"] / scale, end=frame["end_ms"] / scale)
+    rows = int(frame["row"].nunique()) if len(frame) else 0
+    step = 30 if rows <= 8 else 22
+    y = alt.Y("label:N", title=None,
+              sort=alt.EncodingSortField(field="order", op="min", order="ascending"),
+              axis=alt.Axis(labelLimit=LABEL_PX, labelFontSize=12, ticks=False,
+                            labelPadding=6))
+    x_domain = [0.0, max(end / scale * 1.15, 1e-3)]  # room for the last duration label
+    x = alt.X("start:Q", title=f"{unit} from the run's start",
+              scale=alt.Scale(domain=x_domain, nice=False))
+    tooltip = [alt.Tooltip("node:N", title="node"), alt.Tooltip("node_type:N", title="type"),
+               alt.Tooltip("start_ms:Q", title="start (ms)", format=".1f"),
+               alt.Tooltip("took:N", title="took"), alt.Tooltip("status:N"),
+               alt.Tooltip("error:N")]
+    colors = alt.Scale(domain=list(STATUS_COLORS), range=list(STATUS_COLORS.values()))
+    color = alt.Color("status:N", scale=colors, title="status",
+                      legend=alt.Legend(orient="top", direction="horizontal"))
+    base = alt.Chart(data).encode(y=y, tooltip=tooltip)
+    # an invisible band over each whole row: hovering a row anywhere shows its full name
+    band = base.mark_bar(opacity=0.001, color="#000", height={"band": 1.0}).encode(
+        x=alt.datum(x_domain[0]), x2=alt.datum(x_domain[1]))
+    bars = base.mark_bar(cornerRadius=2, height={"band": 0.7}).encode(
+        x=x, x2="end:Q", color=color)
+    starts = base.mark_tick(thickness=2, size=14).encode(x=x, color=color)
+    labels = base.mark_text(align="left", baseline="middle", dx=4, fontSize=11,
+                            color="#555").encode(x=alt.X("end:Q"), text="took:N")
+    return (band + bars + starts + labels).properties(height=alt.Step(step))

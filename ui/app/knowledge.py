@@ -1,14 +1,26 @@
-"""The knowledge page: knowledge bases, their documents and chunks, and uploads whose
-ingestion is followed with a progress bar (the server's `/kbs` API; a server without it
-answers 404, which the page says plainly)."""
+"""The knowledge page: knowledge bases, their documents and chunks, uploads whose
+ingestion is followed with a progress bar, and a search box with scored results (the
+server's `/kbs` API; a server without it answers 404, which the page says plainly).
+
+An ingestion job is polled by a fragment that reruns alone every `POLL_S` seconds (the
+rest of the page stays as it is); when the job ends, the whole page is drawn once more so
+the documents list shows what it ingested. A file the server refused (an unsupported
+type) is listed with its reason; the rest of the upload is ingested."""
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
 import streamlit as st
 
-from flowloom.ui.app._view_knowledge import chunk_text, doc_rows, job_progress, kb_rows
+from flowloom.ui.app._view_knowledge import (
+    chunk_text,
+    doc_rows,
+    hit_heading,
+    job_progress,
+    kb_rows,
+    parse_filters,
+)
 from flowloom.ui.app.common import api, call
 from flowloom.ui.client import ApiError, FlowloomClient
 
@@ -16,33 +28,42 @@ __all__ = ["NOT_AVAILABLE", "page"]
 
 NOT_AVAILABLE = "Knowledge bases are not available on this server."
 JOB_KEY, CONFIRM_KEY, KB_KEY = "kb_job", "kb_confirm_delete", "kb_selected"
-POLL_S, POLL_LIMIT_S = 0.5, 600.0
+JOB_RESULT_KEY = "kb_job_result"  # {kb, text, failed, errors}: how the last job ended
+HITS_KEY = "kb_hits"  # {kb, query, mode, hits}: the last search's results
+MODES = ["hybrid", "dense", "lexical"]
+POLL_S = 1.0
+HIT_CHARS = 1500
 
 
-def _follow_job(client: FlowloomClient, job_id: str) -> None:
-    """Poll the ingestion job, drawing its progress, until it ends (or the limit)."""
-    bar = st.progress(0.0, text="Ingesting…")
-    deadline = time.monotonic() + POLL_LIMIT_S
-    while True:
-        try:
-            job = client.kb_job(job_id)
-        except ApiError as exc:
-            bar.empty()
-            st.error(f"Could not follow ingestion job {job_id}: {exc.message}",
-                     icon=":material/error:")
-            break
-        progress = job_progress(job)
-        bar.progress(progress.fraction, text=progress.text)
-        if progress.finished:
-            for error in progress.errors:
-                st.warning(error, icon=":material/warning:")
-            (st.error if progress.failed else st.success)(progress.text)
-            break
-        if time.monotonic() > deadline:
-            st.info(f"Job {job_id} is still running; come back to this page to see it end.")
-            return  # keep following it on the next visit
-        time.sleep(POLL_S)
-    st.session_state.pop(JOB_KEY, None)
+@st.fragment(run_every=POLL_S)
+def _follow_job(job_id: str) -> None:
+    """The job's progress, redrawn alone every POLL_S seconds; the page once it ends."""
+    try:
+        job = api().kb_job(job_id)
+    except ApiError as exc:
+        st.session_state.pop(JOB_KEY, None)
+        st.session_state[JOB_RESULT_KEY] = {
+            "text": f"Could not follow ingestion job {job_id}: {exc.message}",
+            "failed": True, "errors": []}
+        st.rerun()
+    progress = job_progress(job)
+    st.progress(progress.fraction, text=progress.text)
+    for error in progress.errors:
+        st.warning(error, icon=":material/warning:")
+    if progress.finished:
+        st.session_state.pop(JOB_KEY, None)
+        st.session_state[JOB_RESULT_KEY] = {"text": progress.text, "failed": progress.failed,
+                                            "errors": progress.errors}
+        st.rerun()  # the whole page: the documents list shows what the job ingested
+
+
+def _job_result() -> None:
+    result = st.session_state.get(JOB_RESULT_KEY)
+    if not isinstance(result, dict):
+        return
+    for error in result.get("errors") or []:
+        st.warning(error, icon=":material/warning:")
+    (st.error if result.get("failed") else st.success)(str(result.get("text")))
 
 
 def _create(client: FlowloomClient) -> None:
@@ -93,8 +114,63 @@ def _upload(client: FlowloomClient, kb: str) -> None:
         job = call(client.upload_kb_documents, kb, payload, what="Upload failed")
         if job is not None and job.get("job_id"):
             st.session_state[JOB_KEY] = str(job["job_id"])
+            st.session_state.pop(JOB_RESULT_KEY, None)
     if job_id := st.session_state.get(JOB_KEY):
-        _follow_job(client, job_id)
+        _follow_job(job_id)
+    else:
+        _job_result()
+
+
+def _search_request(kb: str) -> dict[str, Any] | None:
+    """The search form; the request to send when it was submitted and is sound."""
+    with st.form("kb_search"):
+        query = st.text_input("Query", placeholder="How do I reset my password?",
+                              key="kb_query")
+        mode_col, k_col, filter_col = st.columns([1, 1, 2])
+        mode = mode_col.selectbox("Mode", MODES, key="kb_mode",
+                                  help="dense: by meaning (embeddings); lexical: by words "
+                                       "(BM25); hybrid: both, fused by rank.")
+        top_k = k_col.number_input("Results", min_value=1, max_value=50, value=5, step=1,
+                                   key="kb_top_k")
+        filters_text = filter_col.text_input(
+            "Filters", key="kb_filters", placeholder="filetype=pdf, page=3",
+            help="KEY=VALUE metadata filters, by commas; keys: filename, filetype, "
+                 "section, page, source, doc_id. A key twice matches either value.")
+        if not st.form_submit_button("Search", icon=":material/search:"):
+            return None
+    if not query.strip():
+        st.error("Type a query to search for.", icon=":material/error:")
+        return None
+    try:
+        filters = parse_filters(filters_text)
+    except ValueError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return None
+    return {"kb": kb, "query": query.strip(), "mode": mode, "top_k": int(top_k),
+            "filters": filters}
+
+
+def _search(client: FlowloomClient, kb: str) -> None:
+    if (request := _search_request(kb)) is not None:
+        hits = call(client.kb_search, kb, request["query"], top_k=request["top_k"],
+                    mode=request["mode"], filters=request["filters"], what="Search failed")
+        if hits is not None:
+            st.session_state[HITS_KEY] = {**request, "hits": hits}
+    found = st.session_state.get(HITS_KEY)
+    if not isinstance(found, dict) or found.get("kb") != kb:
+        return
+    hits = found.get("hits") or []
+    count = f"{len(hits)} result" + ("" if len(hits) == 1 else "s")
+    st.caption(f"{count} for “{found.get('query')}” ({found.get('mode')}"
+               + (f", filters {found['filters']}" if found.get("filters") else "") + ")")
+    if not hits:
+        st.info("Nothing matched: try other words, the hybrid mode, or fewer filters.",
+                icon=":material/search_off:")
+    for hit in hits:
+        with st.container(border=True):
+            st.markdown(hit_heading(hit))
+            text = str(hit.get("text") or "")
+            st.text(text if len(text) <= HIT_CHARS else text[:HIT_CHARS] + " …")
 
 
 def _delete_kb(client: FlowloomClient, kb: str) -> None:
@@ -143,3 +219,5 @@ def page() -> None:
     st.subheader("Documents")
     _documents(client, kb)
     _upload(client, kb)
+    st.subheader("Search")
+    _search(client, kb)

@@ -1,17 +1,28 @@
 """The models page: the gateway's routes, a health check per deployment, and the latency,
-tokens and cost of recent model calls."""
+tokens and cost of recent model calls (times in 24-hour time; the cost plot is left out,
+with a note, when every call cost nothing, as local models' calls do)."""
 
 from __future__ import annotations
 
 import altair as alt
 import streamlit as st
 
-from flowloom.ui.app._view_observe import call_frame, health_rows, model_rows, totals_rows
+from flowloom.ui.app._view_observe import (
+    CLOCK_FORMAT,
+    TIME_FORMAT,
+    WHEN_FORMAT,
+    call_frame,
+    health_rows,
+    model_rows,
+    totals_rows,
+)
 from flowloom.ui.app.common import api, call
 
 __all__ = ["page"]
 
 HEALTH_KEY = "models_health"
+NO_COST_NOTE = ("Every call here cost nothing (local models cost nothing), so the cost "
+                "plot is hidden.")
 
 
 def _routes(models: dict) -> None:
@@ -65,17 +76,29 @@ def _calls() -> None:
     if frame.empty:
         st.caption("No model calls yet.")
     else:
-        left, right = st.columns(2)
+        costs = bool((frame["cost"] != 0).any())
+        left, right = st.columns(2) if costs else (st.container(), None)
         base = alt.Chart(frame).encode(color=alt.Color("model:N"))
         left.altair_chart(base.mark_line(point=True).encode(
-            x=alt.X("time:T", title=None), y=alt.Y("latency_ms:Q", title="latency (ms)"),
-            tooltip=["time:T", "model", "deployment", "latency_ms", "tokens", "ok"],
+            x=alt.X("time:T", title=None,
+                    axis=alt.Axis(format=CLOCK_FORMAT, labelAngle=0, labelOverlap=True)),
+            y=alt.Y("latency_ms:Q", title="latency (ms)"),
+            tooltip=[alt.Tooltip("time:T", format=WHEN_FORMAT), "model", "deployment",
+                     "latency_ms", "tokens", "ok"],
         ).properties(title="Latency per call", height=260), width="stretch")
-        right.altair_chart(base.mark_bar().encode(
-            x=alt.X("yearmonthdatehoursminutes(time):T", title=None),
-            y=alt.Y("sum(cost):Q", title="cost (USD)"),
-            tooltip=["model", "sum(cost):Q", "sum(tokens):Q"],
-        ).properties(title="Cost per minute", height=260), width="stretch")
+        if right is not None:
+            right.altair_chart(base.mark_bar().encode(
+                # one band per minute (ordinal): a label per bar, never the same twice
+                x=alt.X("yearmonthdatehoursminutes(time):O", title=None,
+                        axis=alt.Axis(format=TIME_FORMAT, formatType="time", labelAngle=0,
+                                      labelOverlap=True)),
+                y=alt.Y("sum(cost):Q", title="cost (USD)"),
+                tooltip=[alt.Tooltip("yearmonthdatehoursminutes(time):T", title="minute",
+                                     format=WHEN_FORMAT), "model", "sum(cost):Q",
+                         "sum(tokens):Q"],
+            ).properties(title="Cost per minute", height=260), width="stretch")
+        else:
+            st.caption(f":material/savings: {NO_COST_NOTE}")
         with st.expander(f"{len(frame)} calls"):
             st.dataframe(frame, hide_index=True)
     totals = totals_rows(calls)

@@ -1,19 +1,25 @@
-"""The runs page: recent runs of every flow and thread, one run's per-node timeline, and
-how a flow's routers split their decisions over time."""
+"""The runs page: recent runs of every flow and thread, one run's per-node timeline (a
+Gantt chart: one row per node in the order they ran, see `timeline_chart`), and how a
+flow's routers split their decisions over time."""
 
 from __future__ import annotations
 
 import altair as alt
 import streamlit as st
 
-from flowloom.ui.app._view_observe import route_frame, run_rows, timeline_frame
+from flowloom.ui.app._view_observe import (
+    TIME_FORMAT,
+    WHEN_FORMAT,
+    route_frame,
+    run_rows,
+    timeline_chart,
+    timeline_frame,
+)
 from flowloom.ui.app.common import api, call
 
 __all__ = ["page"]
 
 ALL = "(all flows)"
-STATUS_COLORS = alt.Scale(domain=["ok", "error", "interrupted", "running"],
-                          range=["#4c9f70", "#d9534f", "#f0ad4e", "#5bc0de"])
 BUCKETS = {"1 minute": 60, "5 minutes": 300, "15 minutes": 900, "1 hour": 3600,
            "1 day": 86_400}
 
@@ -37,13 +43,7 @@ def _timeline(run_id: str) -> None:
     st.caption(f"Run {run_id} · {timeline.get('status')}"
                + (f" · {total:.1f} ms" if isinstance(total, int | float) else "")
                + (" · still running" if timeline.get("live") else ""))
-    chart = alt.Chart(frame).mark_bar(cornerRadius=2).encode(
-        x=alt.X("start_ms:Q", title="ms from the run's start"), x2="end_ms:Q",
-        y=alt.Y("label:N", sort=alt.SortField("seq"), title=None),
-        color=alt.Color("status:N", scale=STATUS_COLORS),
-        tooltip=["node", "node_type", "start_ms", "duration_ms", "status", "error"],
-    ).properties(height=max(80, 32 * len(frame)))
-    st.altair_chart(chart, width="stretch")
+    st.altair_chart(timeline_chart(frame), width="stretch")
     routes = timeline.get("routes") or []
     if routes:
         st.markdown("Routes: " + ", ".join(
@@ -65,11 +65,12 @@ def _routes(flow_id: str | None) -> None:
         st.caption("No router decisions recorded" + (f" for {flow_id}." if flow_id else "."))
         return
     chart = alt.Chart(frame).mark_bar().encode(
-        x=alt.X("time:T", title=None),
+        x=alt.X("time:T", title=None, axis=alt.Axis(format=TIME_FORMAT, labelAngle=0)),
         y=alt.Y("count:Q", stack="normalize", title="share of decisions",
                 axis=alt.Axis(format="%")),
         color=alt.Color("route:N"),
-        tooltip=["time:T", "route", "count", alt.Tooltip("share:Q", format=".0%")],
+        tooltip=[alt.Tooltip("time:T", format=WHEN_FORMAT), "route", "count",
+                 alt.Tooltip("share:Q", format=".0%")],
     ).properties(height=240)
     st.altair_chart(chart, width="stretch")
     totals = routes.get("routes") or {}
