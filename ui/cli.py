@@ -317,6 +317,9 @@ def serve(
     cors_origin: Annotated[list[str] | None, typer.Option(
         "--cors-origin", help="A browser origin allowed to call the API besides loopback "
         "ones, e.g. https://studio.example.com (repeatable).")] = None,
+    redis: Annotated[str | None, typer.Option(
+        "--redis", help="redis://host:6379/0 shared by the servers behind one address: "
+        "each API key's rate limit is counted across them all.")] = None,
 ) -> None:
     """Serve every flow over the LangGraph API (langgraph-sdk) and an OpenAI-style API."""
     from flowloom.backends.server import ServerSettings
@@ -332,7 +335,7 @@ def serve(
     run_server(ServerSettings(host=host, port=port, database=database, models=models,
                               flows_dirs=folders, demo_kb=demo_kb,
                               metrics_role=metrics_role,  # type: ignore[arg-type]
-                              cors_origins=tuple(cors_origin or ())))
+                              cors_origins=tuple(cors_origin or ()), redis_url=redis))
 
 
 @app.command()

@@ -15,7 +15,12 @@ def gateway_of(ctx: BuildContext | None) -> Gateway | None:
     return models.gateway if isinstance(models, GatewayModels) else None
 
 
-def total_cost(ctx: BuildContext | None) -> float:
-    """USD spent on model calls through the context's gateway since it started (0 if none)."""
+def total_cost(ctx: BuildContext | None, owner: str | None = None) -> float:
+    """USD spent on model calls through the context's gateway since it started (0 if none):
+    in all, or with `owner` on the calls made for that API key (`records.call_owner`)."""
     gateway = gateway_of(ctx)
-    return gateway.usage_summary().total.cost if gateway is not None else 0.0
+    if gateway is None:
+        return 0.0
+    if owner is None:
+        return gateway.usage_summary().total.cost
+    return gateway.usage_summary(owner=owner, every_owner=False).total.cost

@@ -84,6 +84,9 @@ class ServerSettings:
     # browser origins allowed to call the API (CORS) besides any loopback origin (the UI
     # started by `flowloom up`): e.g. ("https://studio.example.com",)
     cors_origins: tuple[str, ...] = ()
+    # Redis shared by servers behind one address: each API key's rate limit is counted
+    # there, across them all (None: per server process)
+    redis_url: str | None = None
     # a run's wall time once it executes (then it ends with status "timeout"); None: none
     run_timeout_s: float | None = 3600.0
 

@@ -13,8 +13,9 @@ Policy:
   a user key reaches only the threads, runs and assistants it made (tenancy.py).
 - Rate: a token bucket per key and server process, `rpm` per minute with a burst of
   rpm/6 (`burst_for`); past it, 429 with `Retry-After`.
-- Budget: a key is charged the gateway's cost growth while its flow-running requests and
-  runs are in flight (`SpendMeter`); once spent >= budget, flow-running requests get 402,
+- Budget: a key is charged what the gateway spent on calls made for it (each call carries
+  its key) while its flow-running requests and runs are in flight (`SpendMeter`), so other
+  keys' traffic is never charged to it; once spent >= budget, flow-running requests get 402,
   not 429, because clients (openai, langgraph-sdk) retry 429s and a budget does not refill.
 
     >>> app = create_app(ServerSettings(host="0.0.0.0"))  # doctest: +SKIP
@@ -39,7 +40,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flowloom.backends.gateway.records import call_owner
-from flowloom.backends.server._limits import RateLimiter, SpendMeter
+from flowloom.backends.server._limits import RateLimiter, RedisRateLimiter, SpendMeter
 from flowloom.backends.server._state import Services
 from flowloom.backends.server._usage import total_cost
 from flowloom.backends.server.errors import (
@@ -134,12 +135,14 @@ class Guard:
     """
 
     def __init__(self, host: str, *, cache_s: float | None = None,
-                 metrics_role: Role = "admin") -> None:
+                 metrics_role: Role = "admin", redis_url: str | None = None) -> None:
         self.host = host
         self.metrics_role = metrics_role
         self.cache_s = CACHE_S if cache_s is None else cache_s
-        self.limiter = RateLimiter()
-        self.meter = SpendMeter(lambda: 0.0)
+        # with Redis, servers sharing it share each key's rate
+        self.limiter: RateLimiter | RedisRateLimiter = (
+            RedisRateLimiter(redis_url) if redis_url else RateLimiter())
+        self.meter = SpendMeter(lambda key: 0.0)
         self._store: KeyStore | None = None
         self._active: tuple[float, int] = (-math.inf, 0)
         self._keys: dict[str, tuple[float, ApiKey | None]] = {}
@@ -149,7 +152,9 @@ class Guard:
         """Set up the keys table and hook into runs; called from the app's lifespan."""
         self._store = KeyStore(services.store.db)
         await self._store.setup()
-        self.meter = SpendMeter(lambda: total_cost(services.catalog.ctx))
+        if isinstance(self.limiter, RedisRateLimiter):
+            await self.limiter.check()
+        self.meter = SpendMeter(lambda key: total_cost(services.catalog.ctx, key))
         services.runs.observers.append(self)
         if not is_loopback(self.host) and not await self._store.active_count():
             logger.warning("listening on %s with no API key: every request will be refused "
@@ -198,7 +203,7 @@ class Guard:
         if needed == "admin" and key.role != "admin":
             raise Forbidden(f"{method} {path} needs role admin; key {key.key_id} has role "
                             f"{key.role}", needed_role=needed)
-        if key.rpm is not None and (wait := self.limiter.wait_s(key.key_id, key.rpm)) > 0:
+        if key.rpm is not None and (wait := await self.limiter.take(key.key_id, key.rpm)) > 0:
             retry = math.ceil(wait)
             raise RateLimited(f"rate limit of {key.rpm} requests per minute for key "
                               f"{key.key_id} reached; retry in {retry} s",
@@ -289,6 +294,7 @@ class AuthMiddleware:
 
 def install_auth(app: FastAPI, settings: ServerSettings) -> Guard:
     """Add the auth middleware to `app`; the lifespan must `await guard.start(services)`."""
-    guard = Guard(settings.host, metrics_role=settings.metrics_role)
+    guard = Guard(settings.host, metrics_role=settings.metrics_role,
+                  redis_url=settings.redis_url)
     app.add_middleware(AuthMiddleware, guard=guard)
     return guard

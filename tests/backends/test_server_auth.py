@@ -91,7 +91,7 @@ def test_token_bucket_burst_and_refill():
 
 def test_spend_meter_merges_a_keys_overlapping_work():
     spent = [0.0]
-    meter = SpendMeter(lambda: spent[0])
+    meter = SpendMeter(lambda key: spent[0])
     meter.enter("k")
     meter.enter("k")  # e.g. a /runs/wait request and its run
     spent[0] = 0.25

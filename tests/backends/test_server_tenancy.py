@@ -521,3 +521,33 @@ def test_flowloom_serve_with_cli_keys_keeps_tenants_apart(tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+PRICED_COSTS = """
+model_list:
+  - model_name: local
+    litellm_params: {model: openai/fake-chat, api_base: $OK, api_key: sk-test,
+                     input_cost_per_token: 0.001, output_cost_per_token: 0.002}
+router_settings: {num_retries: 0}
+"""
+
+
+async def test_each_key_is_charged_its_own_calls_even_side_by_side(tmp_path, fake_openai):
+    import asyncio
+
+    from langgraph_sdk import get_client
+
+    database = f"sqlite:///{tmp_path}/fl.sqlite"
+    keys = await _make_keys(database)
+    gateway = make_gateway(fake_openai, PRICED_COSTS)
+    app = create_app(ServerSettings(database=database, home=tmp_path),
+                     ctx=BuildContext(models=GatewayModels(gateway)))
+    for url in run_server(app):
+        a, b = get_client(url=url, api_key=keys["a"]), get_client(url=url, api_key=keys["b"])
+        await asyncio.gather(*(a.runs.wait(None, "chat", input=CHAT) for _ in range(3)),
+                             b.runs.wait(None, "chat", input=CHAT))
+    one_call = gateway.usage_summary().total.cost / 4
+    async with open_database(database) as db:
+        spent = {k.name: k.spent_usd for k in await KeyStore(db).list()}
+    assert spent["a"] == pytest.approx(3 * one_call) and spent["b"] == pytest.approx(one_call)
+    assert spent["admin"] == 0
