@@ -90,8 +90,12 @@ async def start_server(home: Path, flows: Path, database: str | None = None) -> 
 
     drainer = asyncio.create_task(drain())
     stop = _stopper(proc, [drainer])
-    url = await asyncio.wait_for(asyncio.shield(found), 120)
-    await _wait_ok(url, proc, log)
+    try:
+        url = await asyncio.wait_for(asyncio.shield(found), 120)
+        await _wait_ok(url, proc, log)
+    except BaseException:
+        await stop()  # never leave a half-started server behind
+        raise
     return Server(url, proc.pid, stop)
 
 

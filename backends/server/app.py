@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from flowloom.backends.model_watch import ModelServiceWatch
 from flowloom.backends.server import (
     assistants_api,
     flows_api,
@@ -194,6 +195,11 @@ def create_app(settings: ServerSettings | None = None, *,
             await liveness.start()
             stack.push_async_callback(liveness.stop)
             app.state.flowloom = Services(store, catalog, runs)
+            # a model service this process starts (on the first model call) is kept alive
+            watch = ModelServiceWatch(settings.home or flowloom_home())
+            watch.start()
+            stack.push_async_callback(watch.stop)
+            app.state.flowloom_model_watch = watch
             await guard.start(app.state.flowloom)
             metrics.start(app.state.flowloom)
             await observe_api.attach(app, stack)  # node timelines, route decisions

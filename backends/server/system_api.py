@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from flowloom.backends.server.tenancy import access
 from flowloom.flows.registry import default_registry
@@ -15,8 +15,14 @@ router = APIRouter(tags=["system"])
 
 
 @router.get("/ok", openapi_extra=access("open"))
-async def ok() -> dict[str, bool]:
-    return {"ok": True}
+async def ok(request: Request) -> dict[str, Any]:
+    """Alive; with `model_service`, the state of the embedded model service this server
+    started and keeps running (running, restarting, failed: see backends/model_watch.py)."""
+    answer: dict[str, Any] = {"ok": True}
+    watch = getattr(request.app.state, "flowloom_model_watch", None)
+    if watch is not None and watch.state != "not started":
+        answer["model_service"] = watch.status()
+    return answer
 
 
 @router.get("/info", openapi_extra=access("open"))
