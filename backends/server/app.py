@@ -15,13 +15,18 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
 
 from flowloom.backends.model_watch import ModelServiceWatch
 from flowloom.backends.server import (
@@ -143,17 +148,42 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 LOOPBACK_ORIGINS = r"^https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$"
+
+
+_request_host: ContextVar[str | None] = ContextVar("flowloom_request_host", default=None)
+
+
+class _SameHostCORS(CORSMiddleware):
+    """CORS that also admits an origin on the host the request was sent to (any port):
+    the UI and the API of one server, however a browser names that server."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        host = Headers(scope=scope).get("host", "") if scope["type"] == "http" else ""
+        token = _request_host.set(urlsplit(f"//{host}").hostname if host else None)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            _request_host.reset(token)
+
+    def is_allowed_origin(self, origin: str) -> bool:
+        if super().is_allowed_origin(origin):
+            return True
+        host = _request_host.get()
+        try:
+            return host is not None and urlsplit(origin).hostname == host
+        except ValueError:
+            return False
 CORS_HEADERS = ["x-api-key", "authorization", "content-type", "if-match", "if-none-match",
                 "last-event-id", "x-flowloom-thread", "x-flowloom-route"]
 CORS_EXPOSED = ["ETag", "Location", "Content-Location", "X-Flowloom-Thread", "Retry-After"]
 
 
 def _install_cors(app: FastAPI, settings: ServerSettings) -> None:
-    """Browsers on a loopback origin (the canvas app inside the UI) or a configured one
-    may call the API; keys still apply (sent as headers, never as cookies)."""
-    from fastapi.middleware.cors import CORSMiddleware
-
-    app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+    """Browsers may call the API from a loopback origin (the canvas app inside the UI on
+    this machine), from another port of the host they reach the API by (the UI opened
+    from another machine: `http://server:8501` calling `http://server:8123`), or from a
+    configured origin; keys still apply (sent as headers, never as cookies)."""
+    app.add_middleware(_SameHostCORS, allow_origins=list(settings.cors_origins),
                        allow_origin_regex=LOOPBACK_ORIGINS, allow_credentials=False,
                        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
                        allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, max_age=600)

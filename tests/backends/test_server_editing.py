@@ -140,3 +140,17 @@ def test_cors_refuses_other_origins(server):
     assert "access-control-allow-origin" not in preflight.headers
     read = httpx.get(f"{server}/flows", headers={"Origin": "https://evil.example"})
     assert "access-control-allow-origin" not in read.headers
+
+
+def test_cors_admits_the_ui_of_the_same_host_on_another_machine(server):
+    """The UI opened as http://studio.lan:8501 calls the API as http://studio.lan:8123:
+    same host, another port: allowed; a page of another host is not."""
+    port = server.rsplit(":", 1)[1]
+    same = httpx.options(f"{server}/flows", headers={
+        "Host": f"studio.lan:{port}", "Origin": "http://studio.lan:8501",
+        "Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "x-api-key"})
+    assert same.headers.get("access-control-allow-origin") == "http://studio.lan:8501"
+    other = httpx.options(f"{server}/flows", headers={
+        "Host": f"studio.lan:{port}", "Origin": "http://evil.lan:8501",
+        "Access-Control-Request-Method": "GET"})
+    assert "access-control-allow-origin" not in other.headers

@@ -1,8 +1,8 @@
 """Human approval in the UI: the Chat page shows what a paused thread waits on (a
 `human.approve@1` request, or an `agent.tools@1` call of an approval-gated tool with its
-arguments editable as JSON) and resumes it with Approve / Reject; the Builder's run panel
-says a test run waits instead of calling it done. AppTest against a real API server on
-127.0.0.1 (scripted models, see conftest), and the pure helpers of `_approval`."""
+arguments editable as JSON) and resumes it with Approve / Reject. AppTest against a real
+API server on 127.0.0.1 (scripted models, see conftest), and the pure helpers of
+`_approval`. (The Builder's run panel is tested in the browser: test_canvas_browser.py.)"""
 
 from __future__ import annotations
 
@@ -19,11 +19,10 @@ from flowloom.ui.app._approval import (
     resume_command,
     resume_value,
 )
-from flowloom.ui.app._builder_run import RunTrace
 from flowloom.ui.app._view_chat import RunReader, message_text, turn_updates
 from flowloom.ui.app._view_panels import router_fields, turn_data
 from flowloom.ui.client import StreamEvent
-from tests.ui.test_pages import TIMEOUT, chat_app, chat_with, no_errors, started, texts
+from tests.ui.test_pages import chat_app, chat_with, no_errors, started, texts
 
 # START → ask (human.approve) → approved: yes / rejected: no → END; no model involved.
 APPROVAL_FLOW = {
@@ -253,51 +252,6 @@ def test_chat_tool_call_rejected_with_a_comment(ui_api):
     assert step == {"tool": "sql_query", "args": {"question": "How many customers?"},
                     "declined": "not now"}
     assert any("the user declined this call: not now" in t for t in texts(at))
-
-
-# -- builder run panel ------------------------------------------------------------------------
-
-
-def builder_app() -> None:
-    from flowloom.ui.app import builder
-
-    builder.page()
-
-
-def test_builder_run_panel_says_the_run_waits_for_approval(ui_api):
-    ui_api.save_flow({**APPROVAL_FLOW, "id": "bt_approve"})
-    at = AppTest.from_function(builder_app, default_timeout=TIMEOUT)
-    at.run()
-    at.selectbox(key="builder_open_id").select("bt_approve")
-    at.button(key="builder_open").click().run()
-    at.text_area(key="builder_run_input").input("refund order 9")
-    at.button(key="builder_run").click().run()
-    assert not at.exception, at.exception
-    assert not at.error, [e.value for e in at.error]
-    trace = at.session_state["bld_trace"]
-    assert trace.paused and not trace.errors
-    assert [(s.name, s.waiting, s.has_output) for s in trace.steps] == [("ask", True, False)]
-    assert "`ask` · waiting for approval" in texts(at)
-    assert [w.value for w in at.warning] == [
-        "Waiting for approval at ask: Send a reply to: refund order 9?"]
-    assert any("Chat page to approve" in c.value for c in at.caption)
-    assert not any(c.value.startswith("Done:") for c in at.caption)
-    at.run()  # it stays through other reruns
-    assert [w.value for w in at.warning] == [
-        "Waiting for approval at ask: Send a reply to: refund order 9?"]
-
-
-def test_run_trace_from_a_real_paused_stream(ui_api):
-    ui_api.save_flow(APPROVAL_FLOW)
-    for modes in (["updates", "debug"], ["updates"]):
-        trace = RunTrace()
-        for at, event in enumerate(ui_api.stream_run(
-                assistant_id="ap_chat", stream_mode=modes,
-                input={"messages": [{"role": "user", "content": "hi"}]})):
-            trace.feed(event.event, event.data, float(at))
-        assert trace.paused, modes
-        assert [(s.name, s.waiting) for s in trace.steps] == [("ask", True)], modes
-        assert trace.interrupts[0].message == "Send a reply to: hi?"
 
 
 # -- pure helpers ---------------------------------------------------------------------------

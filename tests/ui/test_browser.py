@@ -3,8 +3,9 @@ served by llama.cpp), driven by Playwright in Debian's headless Chromium.
 
 A 2-node flow is drawn on the Builder's canvas (nodes from the palette, edges dragged
 between React Flow handles), a param edited in its form, saved, exported and compared with
-the server's copy; then the Chat page streams the bundled model's answer. Screenshots of
-each step go to `$FLOWLOOM_ARTIFACTS` (default `test-artifacts/`) as test artifacts.
+the server's copy, with no Streamlit rerun; then the Chat page streams the bundled model's
+answer. Screenshots of each step go to `$FLOWLOOM_ARTIFACTS` (default `test-artifacts/`)
+as test artifacts. (More of the canvas: test_canvas_browser.py.)
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.ui.canvas_kit import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    RerunCounter,
+    drag_handle,
+    edge_pairs,
+    open_builder,
+    wait_text,
+)
 from tests.ui.launch import flowloom_up
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-CANVAS = 'iframe[title="streamlit_flow.streamlit_flow"]'
 FLOW_ID = "e2e_chat"
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -76,12 +81,6 @@ def _settle(page) -> None:
     page.wait_for_timeout(200)
 
 
-def _center(locator) -> tuple[float, float]:
-    box = locator.bounding_box()
-    assert box is not None, f"{locator} is not visible"
-    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-
-
 def _count(locator, n: int):
     """`locator` once it matches `n` elements (30 s at most)."""
     deadline = time.time() + 30
@@ -97,78 +96,47 @@ def _only(locator):
     return _count(locator, 1)
 
 
-def _add_node(page, node_type: str, node_id: str) -> None:
-    """Add a node from the palette and wait until it is on the canvas. A click that lands
-    while Streamlit is replacing the button can be lost (on a loaded machine): then the
-    button is clicked again, as a user would, but never once the node is there."""
-    node = page.frame_locator(CANVAS).locator(f'.react-flow__node[data-id="{node_id}"]')
-    for attempt in range(3):
-        _settle(page)
-        page.get_by_role("button", name=node_type).click()
-        _settle(page)
-        try:
-            node.wait_for(timeout=15_000)
-            return
-        except sync_api.TimeoutError:
-            if attempt == 2:
-                raise
-
-
-def _drag_edge(page, source: str, target: str) -> None:
-    """Connect two nodes on the canvas: drag from the source's handle to the target's."""
-    page.locator(CANVAS).scroll_into_view_if_needed()  # mouse events need it on screen
-    frame = page.frame_locator(CANVAS)
-    start = frame.locator(f'.react-flow__node[data-id="{source}"] .react-flow__handle.source')
-    end = frame.locator(f'.react-flow__node[data-id="{target}"] .react-flow__handle.target')
-    x0, y0 = _center(start)
-    x1, y1 = _center(end)
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    for i in range(1, 11):
-        page.mouse.move(x0 + (x1 - x0) * i / 10, y0 + (y1 - y0) * i / 10)
-        page.wait_for_timeout(20)
-    page.mouse.up()
-    _settle(page)
+def _answer_text(bubble) -> str:
+    """An answer bubble's text without the run's indicator (a status box naming the node
+    running) and its Stop button, which the page shows while the run goes on."""
+    return bubble.evaluate("""el => {
+        const copy = el.cloneNode(true);
+        copy.querySelectorAll('[data-testid="stExpander"], [data-testid="stButton"]')
+            .forEach(node => node.remove());
+        return copy.innerText.trim();
+    }""")
 
 
 def test_build_save_export_and_chat_in_the_browser(up, page, artifacts, tmp_path):
-    page.goto(up.ui)  # the Builder is the default page
-    page.get_by_text("Palette", exact=True).wait_for()
+    canvas, frame = open_builder(page, up.ui)  # the Builder is the default page
+    reruns = RerunCounter().attach(page)
     _settle(page)
+    mark = reruns.mark()
 
-    # a new flow with its own id
-    page.get_by_role("button", name="New flow").click()
-    _settle(page)
-    page.get_by_text("Flow settings").click()
-    _settle(page)
-    flow_id = _only(page.get_by_label("Flow id"))
-    flow_id.fill(FLOW_ID)
-    flow_id.press("Enter")
-    _settle(page)
-
-    # two nodes from the palette, a param edited in the selected node's form
-    _add_node(page, "llm.chat@1", "chat")
-    max_tokens = _only(page.get_by_label("max_tokens"))
-    max_tokens.fill("24")
-    max_tokens.press("Enter")
-    _settle(page)
-    _add_node(page, "state.set@1", "set")
-    frame = page.frame_locator(CANVAS)
+    # a new flow: two nodes from the palette, a param edited in the selected node's form
+    canvas.get_by_test_id("new-blank").click()
+    canvas.get_by_test_id("palette-llm.chat@1").click()
+    canvas.locator("#p_chat_max_tokens").fill("24")
+    canvas.get_by_test_id("palette-state.set@1").click()
     for node in ("START", "chat", "set", "END"):
-        frame.locator(f'.react-flow__node[data-id="{node}"]').wait_for()
+        canvas.locator(f'.react-flow__node[data-id="{node}"]').wait_for()
     page.screenshot(path=str(artifacts / "1-nodes.png"), full_page=True)
 
     # edges drawn on the canvas, by dragging between handles
-    _drag_edge(page, "START", "chat")
-    _drag_edge(page, "chat", "set")
-    _drag_edge(page, "set", "END")
-    page.get_by_text("No problems: the flow is valid.").wait_for()
-    _count(frame.locator(".react-flow__edge"), 3)  # the canvas redraws after each edit
+    drag_handle(page, canvas, "START", "chat")
+    drag_handle(page, canvas, "chat", "set")
+    drag_handle(page, canvas, "set", "END")
+    wait_text(canvas.get_by_test_id("problems-status"),
+              lambda t: t == "No problems: the flow is valid.")
+    assert edge_pairs(frame) == {("START", "chat"), ("chat", "set"), ("set", "END")}
     page.screenshot(path=str(artifacts / "2-connected.png"), full_page=True)
 
-    page.get_by_role("button", name="Save").click()
-    _settle(page)
-    page.get_by_text(" · saved").first.wait_for()
+    # a new flow's first save asks for its id
+    canvas.get_by_test_id("btn-save").click()
+    canvas.get_by_test_id("save-as-id").fill(FLOW_ID)
+    canvas.get_by_test_id("save-as-id").press("Enter")
+    wait_text(canvas.get_by_test_id("save-state"), lambda t: t == "saved")
+    assert canvas.get_by_test_id("flow-id").inner_text() == FLOW_ID
     saved = httpx.get(f"{up.api}/flows/{FLOW_ID}").json()
     assert [n["type"] for n in saved["nodes"]] == ["llm.chat@1", "state.set@1"]
     assert saved["nodes"][0]["params"]["max_tokens"] == 24
@@ -177,13 +145,14 @@ def test_build_save_export_and_chat_in_the_browser(up, page, artifacts, tmp_path
 
     # export: the download is the server's document
     with page.expect_download() as download_info:
-        page.get_by_role("button", name="Export JSON").click()
+        canvas.get_by_test_id("btn-export").click()
     download = download_info.value
     assert download.suggested_filename == f"{FLOW_ID}.json"
     exported = tmp_path / download.suggested_filename
     download.save_as(exported)
     assert json.loads(exported.read_text()) == saved
     page.screenshot(path=str(artifacts / "3-saved.png"), full_page=True)
+    assert reruns.since(mark) == 0, "editing and saving made Streamlit rerun"
 
     # chat with it: the answer streams in (its text grows while the run goes on)
     page.goto(f"{up.ui}/chat")
@@ -203,7 +172,7 @@ def test_build_save_export_and_chat_in_the_browser(up, page, artifacts, tmp_path
     next_check = 0.0
     while time.monotonic() < deadline:
         if answers.count():
-            text = answers.last.inner_text().strip()
+            text = _answer_text(answers.last)
             if text and (not seen or text != seen[-1]):
                 seen.append(text)
         if seen and time.monotonic() > next_check:  # done when the server says so
@@ -214,11 +183,11 @@ def test_build_save_export_and_chat_in_the_browser(up, page, artifacts, tmp_path
                 break
         page.wait_for_timeout(30)
     _settle(page)
-    final = answers.last.inner_text().strip()
+    final = _answer_text(answers.last)
     page.screenshot(path=str(artifacts / "4-chat.png"), full_page=True)
     assert final, "no answer appeared"
     assert len(seen) >= 2, f"the answer did not stream: {seen}"
-    assert all(final.startswith(part[: max(1, len(part) - 2)]) for part in seen[:-1])
+    assert all(final.startswith(part[: max(1, len(part) - 2)]) for part in seen[:-1]), seen
 
     # the thread holds the exchange: the answer is the model's, as the server stored it
     threads = httpx.post(f"{up.api}/threads/search",
