@@ -68,6 +68,7 @@ def ray_parse_and_embed(paths: Sequence[Path], *, settings: Any, embed_model: st
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
+    _start_embedded_service(models_config, home)
     if not ray.is_initialized():
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
@@ -79,7 +80,8 @@ def ray_parse_and_embed(paths: Sequence[Path], *, settings: Any, embed_model: st
     context.enable_progress_bars = False  # the caller shows its own progress
     context.print_on_execution_start = False
     dataset = (ray.data.from_items(items)
-               .flat_map(_parse_rows, fn_kwargs={"settings": asdict(settings)})
+               .flat_map(_parse_rows,  # type: ignore[arg-type]  # fn_kwargs gives settings
+                         fn_kwargs={"settings": asdict(settings)})
                .map_batches(_Embed, batch_size=batch_size, batch_format="numpy",
                             fn_constructor_kwargs={
                                 "embed_model": embed_model, "home": str(home),
@@ -89,7 +91,7 @@ def ray_parse_and_embed(paths: Sequence[Path], *, settings: Any, embed_model: st
                             num_cpus=0.25,
                             compute=ray.data.ActorPoolStrategy(size=embed_actors)))
     pending: dict[str, dict[int, tuple[str, dict[str, Any], list[float]]]] = {}
-    for row in dataset.iter_rows():
+    for row in _rows(dataset):
         path = str(row["path"])
         if row["error"]:
             yield Path(path), None, None, str(row["error"])
@@ -105,6 +107,36 @@ def ray_parse_and_embed(paths: Sequence[Path], *, settings: Any, embed_model: st
                 nodes.append(_node(text, meta))
                 vectors.append(vector)
             yield Path(path), nodes, vectors, None
+
+
+def _start_embedded_service(models_config: Path | None, home: Path) -> None:
+    """Start the embedded model service here, in the driver, when the models use it: its
+    URL goes to every worker (FLOWLOOM_MODEL_URL), so no worker starts one of its own,
+    whose end (Ray retires and replaces workers) would take it from the others."""
+    if os.environ.get("FLOWLOOM_MODEL_URL"):
+        return
+    from flowloom.backends.gateway import load_gateway
+    from flowloom.backends.model_launcher import ensure_model_service
+
+    config = load_gateway(models_config, home=home).config  # connects nowhere
+    if any(d.model_info.embedded for d in config.model_list):
+        ensure_model_service(home)
+
+
+def _rows(dataset: Any) -> Iterator[dict[str, Any]]:
+    """The pipeline's rows; a failure inside Ray is said as its cause, in one line (Ray's
+    own exception carries the worker's traceback as its message)."""
+    from flowloom.retrievers.errors import KnowledgeError
+
+    try:
+        yield from dataset.iter_rows()
+    except Exception as exc:
+        cause: BaseException = exc
+        while getattr(cause, "cause", None) is not None or cause.__cause__ is not None:
+            cause = getattr(cause, "cause", None) or cause.__cause__  # type: ignore[assignment]
+        reason = str(cause).strip().splitlines()[-1] if str(cause).strip() else ""
+        raise KnowledgeError(f"the Ray ingestion pipeline failed: {type(cause).__name__}"
+                             + (f": {reason[:300]}" if reason else "")) from None
 
 
 def _node(text: str, metadata: dict[str, Any]) -> TextNode:
