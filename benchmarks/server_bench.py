@@ -1,6 +1,9 @@
 """flowloom's API server vs the reference LangGraph in-memory server, side by side.
 
-    /work/main/.venv/bin/python benchmarks/server_bench.py [--only reference|flowloom]
+    /work/main/.venv/bin/python benchmarks/server_bench.py [--only reference|flowloom|postgres]
+
+flowloom is measured twice: on its default SQLite and on Postgres (`--postgres URL`, a
+database of its own made there for the run; the Postgres/SQLite ratio goal is >= 0.7).
 
 Both servers serve the same two-node graph (START -> a -> b -> END, input `{"x": 1}`,
 answer `{"x": 4, "log": ["a", "b"]}`) and are driven by the same client,
@@ -197,12 +200,14 @@ async def launch_reference(project: Path) -> tuple[str, Stop]:
     raise ServerUnavailable(reason)
 
 
-async def launch_flowloom(flow_path: Path) -> tuple[str, Stop]:
-    """`flowloom serve` on the flow's folder; returns on its FLOWLOOM_SERVER_READY line."""
-    log = flow_path.parent.parent / "flowloom-server.log"
+async def launch_flowloom(flow_path: Path, database: str | None = None) -> tuple[str, Stop]:
+    """`flowloom serve` on the flow's folder (on `database`: default the data dir's SQLite);
+    returns on its FLOWLOOM_SERVER_READY line."""
+    log = flow_path.parent.parent / f"flowloom-server-{'pg' if database else 'sqlite'}.log"
     proc = await asyncio.create_subprocess_exec(
         str(MAIN_PYTHON), "-m", "flowloom.ui.cli", "serve",
         "--port", "0", "--flows", str(flow_path.parent),
+        *(["--database", database] if database else []),
         cwd=REPO, env=offline_env(), stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         start_new_session=True)
@@ -235,6 +240,23 @@ async def launch_flowloom(flow_path: Path) -> tuple[str, Stop]:
         await stop()
         raise
     return url, stop
+
+
+@contextlib.asynccontextmanager
+async def _postgres(admin_url: str) -> AsyncIterator[str]:
+    """A database of its own on the Postgres server of `admin_url`, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"fl_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 # ---------------------------------------------------------------- workloads
@@ -398,6 +420,14 @@ def report(sides: list[Side], concurrency: int) -> None:
                       f"| {res.pct(50):.1f} | {res.pct(99):.1f} "
                       f"| {res.client_cpu / res.runs * 1000:.2f} |")
     by_name = {s.name: s for s in ready}
+    if {"flowloom", "flowloom-postgres"} <= by_name.keys():
+        sqlite, pg = by_name["flowloom"], by_name["flowloom-postgres"]
+        assert sqlite.results is not None and pg.results is not None
+        print()
+        for key, res in pg.results.items():
+            kind, n_clients = key.split("/")
+            print(f"flowloom Postgres/SQLite {KINDS[kind]}, {n_clients} client(s): runs/s "
+                  f"{res.rate / sqlite.results[key].rate:.2f} (goal >= 0.70)")
     if {"flowloom", "reference"} <= by_name.keys():
         fl, ref = by_name["flowloom"], by_name["reference"]
         assert fl.results is not None and ref.results is not None
@@ -445,14 +475,20 @@ async def amain(args: argparse.Namespace) -> None:
                 "reference", lambda: launch_reference(project), seq_runs=args.ref_runs,
                 conc_runs=args.concurrent_runs, concurrency=args.concurrency,
                 warmup=args.warmup))
+        flow_path = root / "flowloom" / "flows" / f"{GRAPH_ID}.json"
+        flow_path.parent.mkdir(parents=True)
+        flow_path.write_text(json.dumps(FLOWLOOM_FLOW, indent=2) + "\n")
         if args.only in (None, "flowloom"):
-            flow_path = root / "flowloom" / "flows" / f"{GRAPH_ID}.json"
-            flow_path.parent.mkdir(parents=True)
-            flow_path.write_text(json.dumps(FLOWLOOM_FLOW, indent=2) + "\n")
             sides.append(await measure(
                 "flowloom", lambda: launch_flowloom(flow_path), seq_runs=args.runs,
                 conc_runs=args.concurrent_runs, concurrency=args.concurrency,
                 warmup=args.warmup))
+        if args.only in (None, "flowloom", "postgres") and args.postgres:
+            async with _postgres(args.postgres) as database:
+                sides.append(await measure(
+                    "flowloom-postgres", lambda: launch_flowloom(flow_path, database),
+                    seq_runs=args.runs, conc_runs=args.concurrent_runs,
+                    concurrency=args.concurrency, warmup=args.warmup))
         print()
         if args.only is not None:
             print(f"only {args.only} measured (--only {args.only})")
@@ -461,7 +497,10 @@ async def amain(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["reference", "flowloom"])
+    parser.add_argument("--only", choices=["reference", "flowloom", "postgres"])
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test",
+                        help="a server to measure flowloom on Postgres too (a database of "
+                             "its own is made there and dropped); '' to skip")
     parser.add_argument("--runs", type=int, default=200,
                         help="sequential runs per workload for flowloom (default 200)")
     parser.add_argument("--ref-runs", type=int, default=30,

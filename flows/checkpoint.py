@@ -7,9 +7,11 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
@@ -17,7 +19,24 @@ from flowloom.flows._group_commit import GroupCommit
 from flowloom.flows.errors import FlowError
 from flowloom.flows.home import flowloom_home
 
-__all__ = ["GroupCommit", "checkpointer_kind", "open_checkpointer"]
+__all__ = ["POSTGRES_POOL", "GroupCommit", "checkpointer_kind", "open_checkpointer",
+           "postgres_session"]
+
+
+POSTGRES_POOL = 16  # connections per server process, for checkpoints (and as many for runs)
+SYNC_COMMIT_ENV = "FLOWLOOM_PG_SYNCHRONOUS_COMMIT"
+
+
+def postgres_session(**kwargs: Any) -> dict[str, Any]:
+    """psycopg connection kwargs for flowloom's Postgres connections. Commits don't wait
+    for the WAL flush (`synchronous_commit=off`), as flowloom's SQLite runs with
+    `synchronous=NORMAL`: a crash of the database server may lose the last commits, never
+    corrupt anything. `FLOWLOOM_PG_SYNCHRONOUS_COMMIT=on` makes every commit durable."""
+    mode = os.environ.get(SYNC_COMMIT_ENV, "off")
+    if mode not in ("on", "off", "local", "remote_write", "remote_apply"):
+        raise FlowError(f"{SYNC_COMMIT_ENV}={mode!r}: use on, off, local, remote_write or "
+                        "remote_apply")
+    return {**kwargs, "options": f"-c synchronous_commit={mode}"}
 
 
 def checkpointer_kind(url: str | None) -> str:
@@ -73,12 +92,21 @@ async def open_checkpointer(
                 "PostgreSQL checkpoints need the postgres extra: pip install 'flowloom[postgres]'"
             ) from None
         import psycopg
+        from psycopg.rows import dict_row
+        from psycopg_pool import AsyncConnectionPool
 
         conn = url.replace("postgresql+psycopg://", "postgresql://")  # type: ignore[union-attr]
         async with AsyncExitStack() as stack:
             try:
-                pg = await stack.enter_async_context(AsyncPostgresSaver.from_conn_string(conn))
+                # a pool, not one connection: concurrent runs write their checkpoints side
+                # by side instead of queueing behind one connection's lock
+                pool = await stack.enter_async_context(AsyncConnectionPool(
+                    conn, min_size=1, max_size=POSTGRES_POOL, open=False,
+                    kwargs=postgres_session(autocommit=True, prepare_threshold=0,
+                                            row_factory=dict_row)))
+                await pool.wait(timeout=30)
+                pg = AsyncPostgresSaver(conn=pool)  # type: ignore[arg-type]
                 await pg.setup()
-            except (OSError, psycopg.OperationalError) as exc:
+            except (OSError, psycopg.OperationalError, TimeoutError) as exc:
                 raise FlowError(f"cannot connect to PostgreSQL at {url}: {exc}") from None
             yield pg

@@ -20,6 +20,7 @@ from functools import wraps
 from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AnyMessage
+
 # RunnableCallable: the runnable LangGraph itself makes of a node function, given both a
 # sync and an async body (langgraph has no public constructor for that pair).
 from langgraph._internal._runnable import RunnableCallable

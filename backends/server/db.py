@@ -12,7 +12,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from flowloom.flows.checkpoint import GroupCommit, checkpointer_kind
+from flowloom.flows.checkpoint import (
+    POSTGRES_POOL,
+    GroupCommit,
+    checkpointer_kind,
+    postgres_session,
+)
 from flowloom.flows.home import flowloom_home
 
 __all__ = ["COLUMNS", "Database", "Statement", "open_database"]
@@ -234,8 +239,9 @@ async def open_database(url: str | None, *, home: Path | None = None,
         from psycopg_pool import AsyncConnectionPool
 
         conninfo = str(url).replace("postgresql+psycopg://", "postgresql://")
-        async with AsyncConnectionPool(conninfo, min_size=1, max_size=8, open=False,
-                                       kwargs={"autocommit": True}) as pool:
+        async with AsyncConnectionPool(conninfo, min_size=1, max_size=POSTGRES_POOL,
+                                       open=False,
+                                       kwargs=postgres_session(autocommit=True)) as pool:
             db = _Postgres(pool)
             await db.setup()
             yield db

@@ -262,10 +262,12 @@ class RunManager:
                 for old in live:
                     await self.cancel(old, action=req.multitask_strategy, wait=True)
         run_id = str(uuid.uuid4())
-        # Nothing ahead of it on its thread: stored as running at once (one commit less);
-        # with servers sharing a database, every run starts through a claim (`_claim`)
+        # Nothing ahead of it on its thread: stored as running at once (one commit less).
+        # With servers sharing a database, a run on an existing thread starts through a
+        # claim (`_claim`); a stateless run's thread is new and nobody else's
         starts_now = (thread_id not in self._active and thread_id not in self._starting
-                      and not self.locks.busy(thread_id) and self.store.db.kind == "sqlite")
+                      and not self.locks.busy(thread_id)
+                      and (self.store.db.kind == "sqlite" or stateless))
         kwargs = {"input": req.input, "command": req.command, "config": req.config,
                   "stream_mode": req.stream_mode, "interrupt_before": req.interrupt_before,
                   "interrupt_after": req.interrupt_after}

@@ -113,3 +113,24 @@ async def test_pending_writes_are_committed_when_closed(tmp_path, share):
             db.group.schedule()  # type: ignore[attr-defined]  # not yet run
     with sqlite3.connect(tmp_path / "c.sqlite") as plain:
         assert plain.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+
+
+def test_postgres_commits_are_as_durable_as_asked(monkeypatch):
+    from flowloom.flows.checkpoint import SYNC_COMMIT_ENV, postgres_session
+    from flowloom.flows.errors import FlowError
+
+    monkeypatch.delenv(SYNC_COMMIT_ENV, raising=False)
+    assert postgres_session(autocommit=True) == {
+        "autocommit": True, "options": "-c synchronous_commit=off"}
+    monkeypatch.setenv(SYNC_COMMIT_ENV, "on")
+    assert postgres_session()["options"] == "-c synchronous_commit=on"
+    monkeypatch.setenv(SYNC_COMMIT_ENV, "sometimes")
+    with pytest.raises(FlowError, match="use on, off"):
+        postgres_session()
+
+
+@pytest.mark.postgres
+async def test_postgres_sessions_use_the_setting():
+    async with open_database("postgresql://postgres@127.0.0.1:5432/test") as db:
+        row = await db.fetchone("SHOW synchronous_commit")
+        assert row is not None and list(row.values()) == ["off"]
