@@ -1,9 +1,11 @@
 """What the Builder canvas's browser tests and benchmark share: Chromium as the tests
-launch it, the canvas iframe, drags (palette to canvas, handle to handle), a counter of
-Streamlit reruns, and a generated flow of any size."""
+launch it, the canvas iframe, drags (palette to canvas, handle to handle, an edge's end
+to another handle or node), a counter of Streamlit reruns, the tab's draft, and a
+generated flow of any size."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +69,14 @@ def center(locator: Any) -> tuple[float, float]:
     return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
 
+def _drag(page: Any, x0: float, y0: float, x1: float, y1: float, steps: int = 12) -> None:
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(1, steps + 1):
+        page.mouse.move(x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps)
+    page.mouse.up()
+
+
 def drag_handle(page: Any, frame: Any, source: str, target: str, branch: str | None = None,
                 steps: int = 10) -> None:
     """Connect two nodes by dragging from the source's handle (a router's `branch`) to the
@@ -75,13 +85,40 @@ def drag_handle(page: Any, frame: Any, source: str, target: str, branch: str | N
               else ".react-flow__handle.source")
     start = frame.locator(f'.react-flow__node[data-id="{source}"] {handle}').first
     end = frame.locator(f'.react-flow__node[data-id="{target}"] .react-flow__handle.target').first
-    x0, y0 = center(start)
-    x1, y1 = center(end)
-    page.mouse.move(x0, y0)
-    page.mouse.down()
-    for i in range(1, steps + 1):
-        page.mouse.move(x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps)
-    page.mouse.up()
+    _drag(page, *center(start), *center(end), steps)
+
+
+def drag_edge_end(page: Any, frame: Any, edge_id: str, end: str, to: Any) -> None:
+    """Drag the `end` ("source" or "target") of the edge `edge_id` (its canvas id, as in
+    `edge_pairs`) onto the locator `to`: a handle, or a node's body."""
+    anchor = frame.locator(f'.react-flow__edge[data-id="{edge_id}"] .react-flow__edgeupdater-{end}')
+    x0, y0 = center(anchor)
+    x1, y1 = center(to)
+    _drag(page, x0, y0, x1, y1)
+
+
+def edge_ids(frame: Any) -> set[str]:
+    """The canvas ids of the edges drawn: `e:source->target[:condition]`."""
+    return set(frame.evaluate(
+        "() => [...document.querySelectorAll('.react-flow__edge')].map(e => e.dataset.id)"))
+
+
+def tab_draft(frame: Any) -> dict[str, Any] | None:
+    """The draft the canvas keeps in its tab's session storage (None: none)."""
+    raw = frame.evaluate("""() => {
+        const key = Object.keys(sessionStorage).find(k => k.startsWith('flowloom.canvas.draft:'));
+        return key ? sessionStorage.getItem(key) : null;
+    }""")
+    return json.loads(raw) if raw else None
+
+
+def recent_ids(frame: Any) -> list[str]:
+    """The ids in the browser's recent-flows list (local storage, shared by tabs)."""
+    raw = frame.evaluate("""() => {
+        const key = Object.keys(localStorage).find(k => k.startsWith('flowloom.canvas.recent:'));
+        return key ? localStorage.getItem(key) : '[]';
+    }""")
+    return [r["id"] for r in json.loads(raw)]
 
 
 def drag_from_palette(frame: Any, node_type: str, fx: float, fy: float) -> None:

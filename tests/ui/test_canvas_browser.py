@@ -6,32 +6,48 @@ llm.chat -> END` built by dragging from the palette and between handles, saved u
 new id, run, each node's output and the answer seen. Against the UI served for a server
 with scripted models (fast, see conftest): one document identity through Open, Save,
 Save as, Export and a conflicting save; undo/redo; the draft restored after a reload
-(which warns); a 200-node flow; Stop; a human approval; import of an old schema version.
+(which warns), and two tabs keeping two drafts; an edge's end dragged to another handle
+or node; deleting a saved flow (examples cannot be; a user-role key is refused, against a
+server with keys); a 200-node flow; Stop; a human approval; import of an old schema
+version.
 Streamlit reruns are counted throughout: editing, validating, saving and running cause
 none. Screenshots go to `$FLOWLOOM_ARTIFACTS/canvas` (default `test-artifacts/`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 
+from flowloom.backends.server import ServerSettings, create_app
+from flowloom.backends.server.db import open_database
+from flowloom.backends.server.keys import KeyStore
+from flowloom.flows.context import BuildContext
+from flowloom.flows.loader import examples_dir
+from tests.backends.test_server_protocol import run_server
+from tests.fakes import ScriptedModels
 from tests.ui.canvas_kit import (
     CHROMIUM,
     RerunCounter,
     big_flow,
     center,
+    drag_edge_end,
     drag_from_palette,
     drag_handle,
+    edge_ids,
     edge_pairs,
     fit_view,
     node_ids,
     open_builder,
+    recent_ids,
+    tab_draft,
     wait_text,
 )
 from tests.ui.launch import flowloom_up
@@ -442,3 +458,225 @@ def test_import_migrates_an_old_schema_version(scripted_ui, page, tmp_path):
     assert canvas.get_by_test_id("save-state").inner_text() == "not saved yet"
     assert "say" in node_ids(frame)
     assert edge_pairs(frame) == {("START", "say"), ("say", "END")}
+
+
+def _triage(flow_id: str) -> dict:
+    return {**json.loads((examples_dir() / "triage.json").read_text()), "id": flow_id,
+            "name": f"Triage {flow_id}"}
+
+
+def _node(canvas, node_id: str):
+    return canvas.locator(f'.react-flow__node[data-id="{node_id}"]')
+
+
+def _wait_edges(frame, predicate, timeout: float = 10) -> set[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        ids = edge_ids(frame)
+        if predicate(ids):
+            return ids
+        assert time.monotonic() < deadline, sorted(ids)
+        time.sleep(0.05)
+
+
+def test_reconnect_an_edge_by_dragging_its_end(scripted_ui, page, shots):
+    ui, api = scripted_ui
+    _put(api, _triage("cv_rewire"))
+    canvas, frame = open_builder(page, ui, "?flow=cv_rewire")
+    wait_text(canvas.get_by_test_id("problems-status"), lambda t: t.startswith("No problems"))
+    mark = page.reruns.mark()
+    before = edge_ids(frame)
+    assert "e:classify->billing:billing" in before
+
+    # the target end onto another node's input: the branch stays; billing is left unreachable
+    drag_edge_end(page, canvas, "e:classify->billing:billing", "target",
+                  _node(canvas, "general").locator(".react-flow__handle.target"))
+    _wait_edges(frame, lambda ids: "e:classify->general:billing" in ids)
+    assert "e:classify->billing:billing" not in edge_ids(frame)
+    wait_text(canvas.get_by_test_id("problems"),
+              lambda t: "'billing' is not reachable from START" in t)
+    page.screenshot(path=str(shots / "reconnect-target.png"))
+    page.wait_for_timeout(600)  # the draft (0.4 s after an edit) has the document
+    edges = tab_draft(frame)["doc"]["edges"]
+    assert edges[2] == {"source": "classify", "target": "general", "condition": "billing"}, edges
+    assert len(edges) == 7
+    canvas.get_by_test_id("btn-undo").click()  # one step
+    _wait_edges(frame, lambda ids: ids == before)
+    wait_text(canvas.get_by_test_id("problems-status"), lambda t: t.startswith("No problems"))
+    canvas.get_by_test_id("btn-redo").click()
+    _wait_edges(frame, lambda ids: "e:classify->general:billing" in ids)
+    canvas.get_by_test_id("btn-undo").click()
+    _wait_edges(frame, lambda ids: ids == before)
+
+    # the source end onto the router's other branch: the edge takes that branch
+    branch = _node(canvas, "classify").locator('[data-handleid="branch:general"]')
+    drag_edge_end(page, canvas, "e:classify->billing:billing", "source", branch)
+    _wait_edges(frame, lambda ids: "e:classify->billing:general" in ids)
+    # the target end dropped on a node's body (not its handle) goes to that node
+    drag_edge_end(page, canvas, "e:classify->technical:technical", "target",
+                  _node(canvas, "billing"))
+    _wait_edges(frame, lambda ids: "e:classify->billing:technical" in ids)
+    assert "e:classify->technical:technical" not in edge_ids(frame)
+    page.screenshot(path=str(shots / "reconnect-branch-and-body.png"))
+    # dropped on the empty canvas: nothing changes
+    now = edge_ids(frame)
+    anchor = canvas.locator('.react-flow__edge[data-id="e:START->classify"] '
+                            ".react-flow__edgeupdater-target")
+    pane = canvas.locator(".react-flow__pane").bounding_box()
+    x0, y0 = center(anchor)
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(pane["x"] + 30, pane["y"] + pane["height"] - 30, steps=8)
+    page.mouse.up()
+    page.wait_for_timeout(200)
+    assert edge_ids(frame) == now
+    canvas.get_by_test_id("btn-undo").click()
+    canvas.get_by_test_id("btn-undo").click()
+    _wait_edges(frame, lambda ids: ids == before)
+    _quiet(page, mark)
+
+
+def test_two_tabs_keep_two_drafts(scripted_ui, page, shots):
+    ui, api = scripted_ui
+    _put(api, _chat_flow("cv_tab_a", "A"))
+    _put(api, _chat_flow("cv_tab_b", "B"))
+    other = page.context.new_page()  # a second tab of the same browser
+    other.on("dialog", lambda d: d.accept())
+    page.on("dialog", lambda d: d.accept())
+    tabs = []
+    for tab, flow_id in ((page, "cv_tab_a"), (other, "cv_tab_b")):
+        canvas, frame = open_builder(tab, ui, f"?flow={flow_id}")
+        wait_text(canvas.get_by_test_id("flow-id"), lambda t, f=flow_id: t == f)
+        tabs.append((tab, canvas, frame, flow_id))
+    for tab, canvas, _frame, flow_id in tabs:  # edited in turn: tab b writes its draft last
+        _node(canvas, "answer").click()
+        canvas.get_by_test_id("node-label").fill(f"unsaved {flow_id} 草稿")
+        wait_text(canvas.get_by_test_id("save-state"), lambda t: t == "unsaved changes")
+        tab.wait_for_timeout(600)
+    assert tab_draft(tabs[0][2])["savedId"] == "cv_tab_a"
+    assert tab_draft(tabs[1][2])["savedId"] == "cv_tab_b"
+    for tab, _canvas, _frame, flow_id in tabs:  # each tab's reload offers its own draft
+        tab.reload()
+        canvas = tab.frame_locator('iframe[title="flowloom.ui.app.canvas.flowloom_canvas"]')
+        offer = canvas.get_by_test_id("draft-offer")
+        offer.wait_for()
+        assert flow_id in offer.inner_text(), offer.inner_text()
+        if flow_id == "cv_tab_a":
+            tab.screenshot(path=str(shots / "two-tabs-draft.png"))
+        canvas.get_by_test_id("draft-restore").click()
+        wait_text(_node(canvas, "answer"), lambda t, f=flow_id: f"unsaved {f} 草稿" in t)
+        assert canvas.get_by_test_id("flow-id").inner_text() == flow_id
+    other.close()
+
+
+def test_delete_a_saved_flow(scripted_ui, page, shots):
+    ui, api = scripted_ui
+    _put(api, _chat_flow("cv_del_one", "One"))
+    _put(api, _chat_flow("cv_del_two", "Two"))
+    canvas, frame = open_builder(page, ui)
+    mark = page.reruns.mark()
+    canvas.get_by_test_id("btn-open").click()
+    # an example comes from a file: its button says so and does nothing
+    example = canvas.get_by_test_id("delete-rag_chat")
+    assert example.get_attribute("aria-disabled") == "true"
+    assert "cannot be deleted" in example.get_attribute("title")
+    example.click(force=True)
+    assert canvas.get_by_test_id("delete-dialog").count() == 0
+    # asked first, naming the flow; Cancel goes back to the list, nothing deleted
+    canvas.get_by_test_id("delete-cv_del_one").click()
+    dialog = canvas.get_by_test_id("delete-dialog")
+    assert "Flow cv_del_one" in dialog.inner_text() and "cv_del_one" in dialog.inner_text()
+    page.screenshot(path=str(shots / "delete-confirm.png"))
+    canvas.get_by_test_id("cancel-delete").click()
+    canvas.get_by_test_id("open-cv_del_one").wait_for()
+    assert httpx.get(f"{api}/flows/cv_del_one").status_code == 200
+    canvas.get_by_test_id("delete-cv_del_one").click()
+    canvas.get_by_test_id("confirm-delete").click()
+    wait_text(canvas.get_by_test_id("toast"), lambda t: "Deleted cv_del_one." in t)
+    canvas.get_by_test_id("open-dialog").wait_for()  # back in the list, without it
+    assert canvas.get_by_test_id("open-cv_del_one").count() == 0
+    assert httpx.get(f"{api}/flows/cv_del_one").status_code == 404
+
+    # the open flow, from the toolbar, with unsaved changes: the start screen after, and
+    # neither its draft nor its recent entry left
+    canvas.get_by_test_id("open-cv_del_two").click()
+    wait_text(canvas.get_by_test_id("flow-id"), lambda t: t == "cv_del_two")
+    _node(canvas, "answer").click()
+    canvas.get_by_test_id("node-label").fill("not kept")
+    page.wait_for_timeout(600)
+    assert tab_draft(frame)["savedId"] == "cv_del_two"
+    assert "cv_del_two" in recent_ids(frame)
+    canvas.get_by_test_id("btn-delete").click()
+    asked = canvas.get_by_test_id("delete-dialog").inner_text()
+    assert "unsaved changes to it are dropped" in asked, asked
+    canvas.get_by_test_id("confirm-delete").click()
+    canvas.get_by_test_id("new-blank").wait_for()
+    assert canvas.get_by_test_id("flow-id").count() == 0
+    assert canvas.get_by_test_id("recent-cv_del_two").count() == 0
+    assert canvas.get_by_test_id("start-open-cv_del_two").count() == 0
+    assert tab_draft(frame) is None and "cv_del_two" not in recent_ids(frame)
+    assert httpx.get(f"{api}/flows/cv_del_two").status_code == 404
+    page.screenshot(path=str(shots / "delete-open-flow.png"))
+
+    # an example opened in place: the toolbar's Delete says why it cannot
+    canvas.get_by_test_id("btn-open").click()
+    canvas.get_by_test_id("open-rag_chat").click()
+    wait_text(canvas.get_by_test_id("flow-id"), lambda t: t == "rag_chat")
+    button = canvas.get_by_test_id("btn-delete")
+    assert button.get_attribute("aria-disabled") == "true"
+    assert "from a file on the server" in button.get_attribute("title")
+    button.click(force=True)
+    assert canvas.get_by_test_id("delete-dialog").count() == 0
+    _quiet(page, mark)
+    page.reload()  # nothing of the deleted flow is offered back
+    canvas, _ = open_builder(page, ui)
+    page.wait_for_timeout(500)
+    assert canvas.get_by_test_id("draft-offer").count() == 0
+
+
+@pytest.fixture(scope="module")
+def keyed_ui(tmp_path_factory: pytest.TempPathFactory):
+    """A server with API keys and the UI given a user-role key: (UI URL, API URL, admin
+    key)."""
+    home = tmp_path_factory.mktemp("canvas-keyed")
+    database = f"sqlite:///{home}/fl.sqlite"
+
+    async def make_key(role: str) -> str:
+        async with open_database(database) as db:
+            store = KeyStore(db)
+            await store.setup()
+            return (await store.create(role, name=f"canvas {role}"))[1]
+
+    admin, user = asyncio.run(make_key("admin")), asyncio.run(make_key("user"))
+    app = create_app(ServerSettings(database=database, home=home),
+                     ctx=BuildContext(models=ScriptedModels(lambda m: "hello",
+                                                            aliases=("local", "local-embed")),
+                                      data_dir=home))
+    for api in run_server(app):
+        with ExitStack() as stack:
+            env = stack.enter_context(pytest.MonkeyPatch.context())
+            env.setenv("FLOWLOOM_API_KEY", user)  # the UI's key, handed to the canvas
+            ui = stack.enter_context(streamlit_ui(api, home / "streamlit.log"))
+            env.undo()
+            yield ui, api, admin
+
+
+def test_a_user_role_key_may_not_delete(keyed_ui, page, shots):
+    ui, api, admin = keyed_ui
+    flow = _chat_flow("cv_keyed", "Kept")
+    r = httpx.put(f"{api}/flows/cv_keyed", json=flow, headers={"x-api-key": admin}, timeout=60)
+    assert r.status_code == 200, r.text
+    canvas, _ = open_builder(page, ui, "?flow=cv_keyed")
+    wait_text(canvas.get_by_test_id("flow-id"), lambda t: t == "cv_keyed")
+    mark = page.reruns.mark()
+    canvas.get_by_test_id("btn-delete").click()
+    canvas.get_by_test_id("confirm-delete").click()
+    error = wait_text(canvas.get_by_test_id("delete-error"), bool)
+    assert "may not delete flows" in error and "admin" in error, error
+    page.screenshot(path=str(shots / "delete-refused.png"))
+    canvas.get_by_test_id("cancel-delete").click()
+    assert canvas.get_by_test_id("flow-id").inner_text() == "cv_keyed"
+    assert canvas.get_by_test_id("save-state").inner_text() == "saved"
+    kept = httpx.get(f"{api}/flows/cv_keyed", headers={"x-api-key": admin})
+    assert kept.status_code == 200
+    _quiet(page, mark)

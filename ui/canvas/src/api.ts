@@ -138,6 +138,12 @@ export class Api {
     return { etag: body?.etag ?? res.headers.get("etag"), notes: body?.notes ?? [] };
   }
 
+  /** Delete a flow saved through the API: 403 for a key without the admin role, 400 for a
+   * flow read from a file, 404 when it is gone already. */
+  async deleteFlow(id: string): Promise<void> {
+    await this.request("DELETE", `/flows/${encodeURIComponent(id)}`);
+  }
+
   validate(doc: unknown, signal?: AbortSignal): Promise<ValidateResult> {
     return this.request("POST", "/flows/validate", { json: doc, signal }).then((r) => r.json());
   }

@@ -10,7 +10,9 @@ import { Api, type FlowSummary } from "./api";
 import {
   addNode as addNodeTo, declareState, freePosition, normalizeDocument, removeElements, sameContent,
 } from "./model/document";
-import { clearDraft, loadDraft, loadRecent, pushRecent, saveDraft, type Draft, type RecentFlow } from "./model/draft";
+import {
+  clearDraft, draftPlaces, loadRecent, pushRecent, saveDraft, tabDraft, type Draft, type DraftPlaces, type RecentFlow,
+} from "./model/draft";
 import { amend, canRedo, canUndo, createHistory, push, redo as redoH, undo as undoH, type History } from "./model/history";
 import { declareFix, guessedType, NO_PROBLEMS, pinProblems, type DeclareFix, type Pinned } from "./model/problems";
 import type { RunTrace } from "./model/runtrace";
@@ -26,7 +28,8 @@ export type Dialog =
   | { kind: "saveAs"; thenRun?: string; error?: string }
   | { kind: "confirm"; title: string; message: string; confirm: string; onConfirm: () => void }
   | { kind: "saveBeforeRun"; text: string }
-  | { kind: "conflict"; message: string };
+  | { kind: "conflict"; message: string }
+  | { kind: "delete"; id: string; name: string; busy?: boolean; error?: string; fromOpen?: boolean };
 
 export interface Toast {
   id: number;
@@ -142,21 +145,21 @@ export function message(e: unknown): string {
 
 // -- boot -------------------------------------------------------------------------------
 
-function storage(): Storage | null {
-  try {
-    return window.localStorage;
-  } catch {
-    return null;
-  }
+let placesCache: DraftPlaces | null = null;
+
+/** This tab's storage (drafts) and the browser's (the recent list). */
+export function places(): DraftPlaces {
+  placesCache ??= draftPlaces(window);
+  return placesCache;
 }
 
 export async function boot(apiUrl: string, apiKey: string | null, flowId: string | null): Promise<void> {
   const api = new Api(apiUrl, apiKey);
-  const store = storage();
+  const { browser } = places();
   set({
     api, apiUrl: api.baseUrl, booted: true,
-    draftOffer: store ? loadDraft(store, api.baseUrl) : null,
-    recent: store ? loadRecent(store, api.baseUrl) : [],
+    draftOffer: tabDraft(places(), api.baseUrl),
+    recent: browser ? loadRecent(browser, api.baseUrl) : [],
   });
   const catalogue = api.nodeTypes().then((list) => {
     set({ typeList: list, types: Object.fromEntries(list.map((t) => [t.type, t])), catalogError: null });
@@ -242,8 +245,8 @@ export function loadDocument(doc: FlowDocument, opts: LoadOptions): void {
 }
 
 export function rememberRecent(id: string, name: string): void {
-  const store = storage();
-  if (store) set({ recent: pushRecent(store, get().apiUrl, { id, name }) });
+  const { browser } = places();
+  if (browser) set({ recent: pushRecent(browser, get().apiUrl, { id, name }) });
 }
 
 /** Run `action` now when nothing is unsaved, else after the user agrees to drop it (the
@@ -321,9 +324,23 @@ export function restoreDraft(): void {
 }
 
 export function discardDraft(): void {
-  const store = storage();
-  if (store) clearDraft(store, get().apiUrl);
+  const { tab } = places();
+  if (tab) clearDraft(tab, get().apiUrl);
   set({ draftOffer: null });
+}
+
+/** No document open any more (it was deleted): the start screen, nothing to undo, run or
+ * keep as a draft. */
+export function closeDocument(): void {
+  window.clearTimeout(draftTimer);
+  window.clearTimeout(validateTimer);
+  validateAbort?.abort();
+  pendingDeclare.clear();
+  set({
+    screen: "start", history: null, doc: null, savedId: null, etag: null, base: null, dirty: false,
+    selection: { nodes: [], edges: [] }, validation: EMPTY_VALIDATION, run: null, threadId: null,
+    transcript: [], runText: "", dialog: null, tab: "inspect",
+  });
 }
 
 // -- edits ------------------------------------------------------------------------------
@@ -491,12 +508,12 @@ export function scheduleDraft(ms = 400): void {
 export function flushDraft(): void {
   window.clearTimeout(draftTimer);
   const { doc, dirty, savedId, etag, base, apiUrl, draftOffer } = get();
-  const store = storage();
-  if (!store || !apiUrl || !doc) return;
+  const { tab } = places();
+  if (!tab || !apiUrl || !doc) return;
   if (dirty && (doc.nodes.length || savedId)) {
-    saveDraft(store, apiUrl, { doc, savedId, etag, base, at: Date.now() });
+    saveDraft(tab, apiUrl, { doc, savedId, etag, base, at: Date.now() });
   } else if (!draftOffer) { // a draft offered back and not yet taken or dropped stays
-    clearDraft(store, apiUrl);
+    clearDraft(tab, apiUrl);
   }
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { conditionOf, positions, toCanvasEdges, toCanvasNodes, type StepNode } from "./canvas";
+import { conditionOf, positions, reconnection, toCanvasEdges, toCanvasNodes, type StepNode } from "./canvas";
 import { addNode, connect, moveNodes, newDocument, setLabel, setParam } from "./document";
 import { example, TYPES } from "./fixtures";
 
@@ -71,5 +71,30 @@ describe("document to canvas", () => {
     expect(e2[1]).toBe(e1[1]);
     const bare = { ...doc, layout: { nodes: {} } };
     expect(positions(bare).chat).toBeDefined();
+  });
+});
+
+describe("reconnecting an edge", () => {
+  const branch = { source: "route", sourceHandle: "branch:billing", condition: "billing" };
+
+  it("keeps a router branch's condition while the edge leaves the same branch", () => {
+    expect(reconnection(branch, { source: "route", sourceHandle: "branch:billing", target: "other" }))
+      .toEqual({ source: "route", target: "other", condition: "billing" });
+    // dropped on the router's body (no handle): still its edge, still its branch
+    expect(reconnection(branch, { source: "route", sourceHandle: null, target: "other" }).condition).toBe("billing");
+    // an edge whose branch the router lacks leaves the plain handle: its condition stays
+    expect(reconnection({ source: "route", sourceHandle: "out", condition: "gone" },
+      { source: "route", sourceHandle: "out", target: "END" }).condition).toBe("gone");
+  });
+
+  it("takes the branch it is moved to, or none on a plain node", () => {
+    expect(reconnection(branch, { source: "route", sourceHandle: "branch:technical", target: "x" }).condition)
+      .toBe("technical");
+    expect(reconnection(branch, { source: "chat", sourceHandle: "out", target: "x" }))
+      .toEqual({ source: "chat", target: "x", condition: null });
+    expect(reconnection(branch, { source: "route2", sourceHandle: "branch:billing", target: "x" }).condition)
+      .toBe("billing");
+    expect(reconnection({ source: "a", sourceHandle: "out" }, { source: "b", sourceHandle: null, target: "c" }))
+      .toEqual({ source: "b", target: "c", condition: null });
   });
 });

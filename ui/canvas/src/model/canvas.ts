@@ -134,6 +134,27 @@ export function toCanvasEdges(
   });
 }
 
+export interface EdgeEnds {
+  source: string;
+  target: string;
+  condition?: string | null;
+}
+
+/** Where a reconnected edge goes: the new ends of `connection`, and its condition. The
+ * edge keeps its condition while it leaves the same source from the same handle (its
+ * target moved, or it was dropped back); moved to another branch handle it takes that
+ * branch; moved to another node it takes the branch it was dropped on, if any. */
+export function reconnection(
+  old: { source: string; sourceHandle?: string | null; condition?: string | null },
+  connection: { source: string; sourceHandle?: string | null; target: string },
+): EdgeEnds {
+  const handle = connection.sourceHandle ?? null;
+  const sameSource = connection.source === old.source &&
+    (handle === null || handle === (old.sourceHandle ?? null));
+  const condition = sameSource ? (old.condition || null) : conditionOf(handle);
+  return { source: connection.source, target: connection.target, condition };
+}
+
 /** The condition an edge drawn from `sourceHandle` carries (a router's branch), if any. */
 export function conditionOf(sourceHandle: string | null | undefined): string | null {
   return sourceHandle?.startsWith(BRANCH_PREFIX) ? sourceHandle.slice(BRANCH_PREFIX.length) : null;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   addNode, connect, declareState, defaultParams, disconnect, edgeIds, freePosition, moveNodes, newDocument,
-  normalizeDocument, removeElements, removeState, renameNode, renameState, sameContent, setEdgeCondition,
+  normalizeDocument, reconnectEdge, removeElements, removeState, renameNode, renameState, sameContent, setEdgeCondition,
   setFlowInfo, setLabel, setParam, setParams, stableStringify, toJson, uniqueId, withId,
 } from "./document";
 import { example, TYPES } from "./fixtures";
@@ -122,6 +122,36 @@ describe("edges", () => {
     expect(id).toBe("e:condition->chat:b");
     expect(moved.edges[0].condition).toBe("b");
     expect(setEdgeCondition(moved, id, null)[0].edges[0]).toEqual({ source: "condition", target: "chat" });
+  });
+
+  it("reconnects an edge in place, keeping its condition as asked", () => {
+    let [doc] = addNode(newDocument(), router, { params: { routes: [{ label: "a", value: "x" }] } });
+    [doc] = addNode(doc, chat);
+    [doc] = addNode(doc, search);
+    doc = connect(connect(connect(doc, "START", "condition"), "condition", "chat", "a"), "chat", "END");
+    const [moved, id] = reconnectEdge(doc, "e:condition->chat:a", { source: "condition", target: "search", condition: "a" });
+    expect(id).toBe("e:condition->search:a");
+    expect(moved.edges[1]).toEqual({ source: "condition", target: "search", condition: "a" });
+    expect(moved.edges.map((e) => e.target)).toEqual(["condition", "search", "END"]); // same place
+    expect(moved.edges[0]).toBe(doc.edges[0]);
+    expect(moved.nodes).toBe(doc.nodes);
+    const [plain, plainId] = reconnectEdge(moved, id, { source: "search", target: "END" });
+    expect(plain.edges[1]).toEqual({ source: "search", target: "END" });
+    expect(plainId).toBe("e:search->END");
+    expect(reconnectEdge(doc, "e:chat->END", { source: "chat", target: "END" })[0]).toBe(doc);
+  });
+
+  it("refuses a reconnection as it refuses a new edge", () => {
+    let [doc] = addNode(newDocument(), chat);
+    [doc] = addNode(doc, search);
+    doc = connect(connect(doc, "START", "chat"), "START", "search");
+    expect(() => reconnectEdge(doc, "e:START->chat", { source: "START", target: "search" })).toThrow(/exists already/);
+    expect(() => reconnectEdge(doc, "e:START->chat", { source: "END", target: "chat" })).toThrow(/END cannot/);
+    expect(() => reconnectEdge(doc, "e:START->chat", { source: "chat", target: "START" })).toThrow(/START cannot/);
+    expect(() => reconnectEdge(doc, "e:START->chat", { source: "START", target: "gone" })).toThrow(/not a node/);
+    expect(() => reconnectEdge(doc, "e:nope->x", { source: "START", target: "chat" })).toThrow(/no edge/);
+    // moving an edge onto the ends it has is no change, not a duplicate of itself
+    expect(reconnectEdge(doc, "e:START->search", { source: "START", target: "search" })[0]).toBe(doc);
   });
 
   it("disconnects by edge id, repeats numbered", () => {

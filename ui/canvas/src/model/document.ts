@@ -292,6 +292,25 @@ export function connect(
   return { ...doc, edges: [...doc.edges, edge] };
 }
 
+/** The edge moved to new ends (an end dragged to another node or handle), in place: it
+ * keeps its position in the list, so problems and run traces that name edges by index
+ * stay put. Refused like `connect`; returns the edge's new id too. */
+export function reconnectEdge(
+  doc: FlowDocument, edgeId: string, to: { source: string; target: string; condition?: string | null },
+): [FlowDocument, string] {
+  const i = edgeIndex(doc, edgeId);
+  const old = doc.edges[i];
+  const cond = to.condition || undefined;
+  if (old.source === to.source && old.target === to.target && (old.condition || undefined) === cond) {
+    return [doc, edgeId];
+  }
+  const others = { ...doc, edges: doc.edges.filter((_, j) => j !== i) };
+  const checked = connect(others, to.source, to.target, cond); // the same refusals as a new edge
+  const edges = doc.edges.slice();
+  edges[i] = checked.edges[checked.edges.length - 1];
+  return [{ ...doc, edges }, edgeIds_(edges)[i]];
+}
+
 export function disconnect(doc: FlowDocument, edgeId: string): FlowDocument {
   return removeElements(doc, [], [edgeId]);
 }

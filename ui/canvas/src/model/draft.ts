@@ -1,5 +1,10 @@
-/** Unsaved work kept in the browser's storage (offered back after a reload) and the
- * recently opened flows, per API server. */
+/** Unsaved work kept in the tab's storage (offered back after a reload) and the recently
+ * opened flows, per API server.
+ *
+ * A draft belongs to one tab: it lives in `sessionStorage`, which a reload (and the
+ * browser's "reopen closed tab") keeps and every other tab has its own of, so two tabs
+ * editing two flows never overwrite each other's unsaved work. The recent list is the
+ * browser's (`localStorage`), shared by its tabs. */
 
 import { normalizeDocument } from "./document";
 import type { FlowDocument } from "./types";
@@ -22,6 +27,27 @@ export interface Draft {
 }
 
 const PREFIX = "flowloom.canvas";
+
+/** Where drafts and the recent list are kept; null where the browser refuses storage. */
+export interface DraftPlaces {
+  /** This tab's own: drafts. */
+  tab: KeyValueStorage | null;
+  /** Every tab's: the recent list (and the one draft an earlier version kept there). */
+  browser: KeyValueStorage | null;
+}
+
+/** The tab's and the browser's storage of `win` (reading either may throw, in a
+ * sandboxed frame or with storage blocked). */
+export function draftPlaces(win: { readonly sessionStorage: KeyValueStorage; readonly localStorage: KeyValueStorage }): DraftPlaces {
+  const read = (get: () => KeyValueStorage): KeyValueStorage | null => {
+    try {
+      return get() ?? null;
+    } catch {
+      return null;
+    }
+  };
+  return { tab: read(() => win.sessionStorage), browser: read(() => win.localStorage) };
+}
 
 function key(kind: string, apiUrl: string): string {
   return `${PREFIX}.${kind}:${apiUrl.replace(/\/+$/, "")}`;
@@ -64,6 +90,25 @@ export function clearDraft(storage: KeyValueStorage, apiUrl: string): void {
   } catch {
     // nothing to clear
   }
+}
+
+/** The draft this tab offers back: its own; else, once, the draft an earlier version kept
+ * for the whole browser (moved into this tab, so no other tab offers it too). */
+export function tabDraft(places: DraftPlaces, apiUrl: string): Draft | null {
+  if (!places.tab) return null;
+  const own = loadDraft(places.tab, apiUrl);
+  if (own || !places.browser) return own;
+  const shared = loadDraft(places.browser, apiUrl);
+  clearDraft(places.browser, apiUrl);
+  if (shared) saveDraft(places.tab, apiUrl, shared);
+  return shared;
+}
+
+/** What this browser keeps of a flow deleted from the server: its recent entry goes, and
+ * this tab's draft when it is that flow's. Returns the recent list left. */
+export function forgetFlow(places: DraftPlaces, apiUrl: string, id: string): RecentFlow[] {
+  if (places.tab && loadDraft(places.tab, apiUrl)?.savedId === id) clearDraft(places.tab, apiUrl);
+  return places.browser ? forgetRecent(places.browser, apiUrl, id) : [];
 }
 
 export interface RecentFlow {

@@ -81,7 +81,7 @@ function useLeaveGuard(): void {
       const link = (e.target as HTMLElement | null)?.closest?.("a[href]");
       if (!link || !hasUnsavedWork() || !link.closest('[data-testid="stSidebarNav"], [data-testid="stSidebar"], header')) return;
       flushDraft();
-      if (!window.parent.confirm("The flow has unsaved changes (kept as a draft in this browser). Leave the Builder?")) {
+      if (!window.parent.confirm("The flow has unsaved changes (kept as a draft in this tab). Leave the Builder?")) {
         e.preventDefault();
         e.stopPropagation();
       }

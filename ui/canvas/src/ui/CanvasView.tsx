@@ -1,18 +1,20 @@
 /** The canvas: React Flow drawing the document. Positions move locally while a node is
  * dragged and become one document edit when it is dropped; everything else (connect,
- * delete, drop from the palette) is a document edit at once. */
+ * reconnect an edge's end, delete, drop from the palette) is a document edit at once. */
 
 import {
   Background, BackgroundVariant, Controls, MarkerType, MiniMap, ReactFlow, applyEdgeChanges,
-  applyNodeChanges, useReactFlow, type Connection, type EdgeChange, type IsValidConnection,
-  type NodeChange, type OnSelectionChangeParams,
+  applyNodeChanges, useReactFlow, type Connection, type EdgeChange, type FinalConnectionState,
+  type HandleType, type IsValidConnection, type NodeChange, type OnSelectionChangeParams,
 } from "@xyflow/react";
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import { flushSync } from "react-dom";
 import {
-  conditionOf, toCanvasEdges, toCanvasNodes, type CanvasEdge, type CanvasNode, type StepNode,
+  BRANCH_PREFIX, conditionOf, OUT_HANDLE, reconnection, toCanvasEdges, toCanvasNodes,
+  type CanvasEdge, type CanvasNode, type StepNode,
 } from "../model/canvas";
-import { connect, moveNodes } from "../model/document";
+import { connect, moveNodes, reconnectEdge } from "../model/document";
+import { freeBranch } from "../model/routes";
 import { END, START, type Position } from "../model/types";
 import { addNode, edit, removeSelected, select, useEditor } from "../store";
 import { CATEGORY_COLORS, nodeTypes } from "./nodes";
@@ -34,6 +36,21 @@ const proOptions = { hideAttribution: true };
 const fitViewOptions = { padding: 0.15, maxZoom: 1.1 };
 const deleteKeys = ["Delete", "Backspace"];
 const multiKeys = ["Shift", "Meta", "Control"];
+
+/** The node under the pointer where a drag ended (an edge's end dropped on a node's
+ * body, away from its handles). */
+function nodeAt(event: MouseEvent | TouchEvent, nodes: CanvasNode[]): CanvasNode | null {
+  const p = "changedTouches" in event ? event.changedTouches[0] : event;
+  if (!p) return null;
+  const el = document.elementFromPoint(p.clientX, p.clientY)?.closest(".react-flow__node");
+  const id = (el as HTMLElement | null)?.dataset.id;
+  return id ? nodes.find((n) => n.id === id) ?? null : null;
+}
+
+/** Edges React Flow may draw: none out of END or into START, no loop but a router's branch. */
+function allowed(c: { source: string; target: string; sourceHandle?: string | null }): boolean {
+  return c.source !== END && c.target !== START && !(c.source === c.target && !conditionOf(c.sourceHandle ?? null));
+}
 
 export function CanvasView() {
   const doc = useEditor((s) => s.doc);
@@ -120,8 +137,46 @@ export function CanvasView() {
     edit((d) => connect(d, c.source, c.target, conditionOf(c.sourceHandle)));
   }, []);
 
-  const isValidConnection: IsValidConnection<CanvasEdge> = useCallback((c) =>
-    c.source !== END && c.target !== START && !(c.source === c.target && !conditionOf(c.sourceHandle ?? null)), []);
+  // an edge's end dragged to another handle (React Flow finds the handle), or dropped on
+  // a node's body (found here): one document edit, the edge keeping its place and,
+  // while it leaves the same branch, its condition
+  const reconnected = useRef(false);
+  const moveEdge = useCallback((old: CanvasEdge, c: { source: string; sourceHandle: string | null; target: string }) => {
+    reconnected.current = true;
+    let newId = old.id;
+    const ok = edit((d) => {
+      const [out, id] = reconnectEdge(d, old.id, reconnection(
+        { source: old.source, sourceHandle: old.sourceHandle, condition: old.data?.condition }, c));
+      newId = id;
+      return out;
+    });
+    if (ok && newId !== old.id && useEditor.getState().selection.edges.includes(old.id)) select([], [newId]);
+  }, []);
+
+  const onReconnectStart = useCallback(() => { reconnected.current = false; }, []);
+
+  const onReconnect = useCallback((old: CanvasEdge, c: Connection) => moveEdge(old, c), [moveEdge]);
+
+  const onReconnectEnd = useCallback((event: MouseEvent | TouchEvent, old: CanvasEdge, fixed: HandleType,
+    state: FinalConnectionState) => {
+    if (reconnected.current || state.isValid) return;
+    const node = nodeAt(event, nodesRef.current);
+    if (!node) return; // dropped on the pane: the edge stays as it was
+    let c: { source: string; sourceHandle: string | null; target: string };
+    if (fixed === "source") { // its target end was dragged
+      if (node.id === old.target) return;
+      c = { source: old.source, sourceHandle: old.sourceHandle ?? null, target: node.id };
+    } else {
+      if (node.id === old.source) return;
+      const routes = node.type === "step" ? node.data.routes : null;
+      const taken = edgesRef.current.filter((e) => e.source === node.id).map((e) => e.data?.condition);
+      const branch = freeBranch(routes, taken) ?? routes?.[0];
+      c = { source: node.id, sourceHandle: branch ? `${BRANCH_PREFIX}${branch}` : OUT_HANDLE, target: old.target };
+    }
+    if (allowed(c)) moveEdge(old, c);
+  }, [moveEdge]);
+
+  const isValidConnection: IsValidConnection<CanvasEdge> = useCallback((c) => allowed(c), []);
 
   const onSelectionChange = useCallback(({ nodes: ns, edges: es }: OnSelectionChangeParams) => {
     select(ns.map((n) => n.id), es.map((e) => e.id));
@@ -165,6 +220,10 @@ export function CanvasView() {
         onNodeDragStop={onNodeDragStop}
         onDelete={onDelete}
         onConnect={onConnect}
+        onReconnect={onReconnect}
+        onReconnectStart={onReconnectStart}
+        onReconnectEnd={onReconnectEnd}
+        reconnectRadius={12}
         isValidConnection={isValidConnection}
         onSelectionChange={onSelectionChange}
         defaultEdgeOptions={defaultEdgeOptions}

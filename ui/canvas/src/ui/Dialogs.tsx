@@ -1,7 +1,8 @@
-/** Modal dialogs: open a flow, save as (a new id), confirm dropping unsaved work, save
- * before a run, and a save conflict. */
+/** Modal dialogs: open a flow, save as (a new id), confirm dropping unsaved work, delete a
+ * flow, save before a run, and a save conflict. */
 
 import { useEffect, useRef, useState, type ReactNode } from "react";
+import { cancelDelete, deleteFlow } from "../deleting";
 import { save, saveAs } from "../saving";
 import {
   closeDialog, guardUnsaved, openDialog, openFlow, refreshFlows, useEditor, type Dialog,
@@ -65,6 +66,27 @@ function SaveAsDialog({ d }: { d: Extract<Dialog, { kind: "saveAs" }> }) {
   );
 }
 
+function DeleteDialog({ d }: { d: Extract<Dialog, { kind: "delete" }> }) {
+  const open = useEditor((s) => s.savedId === d.id && !!s.doc);
+  const dirty = useEditor((s) => s.savedId === d.id && s.dirty);
+  const draft = useEditor((s) => s.draftOffer?.savedId === d.id);
+  return (
+    <Modal title="Delete this flow?" onClose={cancelDelete} testId="delete-dialog">
+      <p>Delete <strong>“{d.name}”</strong> (<code>{d.id}</code>) from the server? The API, the Chat
+        page and snippets can no longer run it, and this cannot be undone (Export keeps a copy).</p>
+      {open && <p>It is the flow open here: the Builder goes back to the start screen
+        {dirty ? ", and your unsaved changes to it are dropped" : ""}.</p>}
+      {!open && draft && <p>The unsaved work on it that this tab offers back is dropped too.</p>}
+      {d.error && <div className="fl-error-box" role="alert" data-testid="delete-error">{d.error}</div>}
+      <div className="fl-row fl-end">
+        <button type="button" className="fl-btn" data-testid="cancel-delete" onClick={cancelDelete}>Cancel</button>
+        <button type="button" className="fl-btn fl-danger fl-solid" data-testid="confirm-delete" disabled={d.busy}
+          onClick={() => void deleteFlow(d.id)}>{d.busy ? "Deleting…" : `Delete ${d.id}`}</button>
+      </div>
+    </Modal>
+  );
+}
+
 export function Dialogs() {
   const d = useEditor((s) => s.dialog);
   const savedId = useEditor((s) => s.savedId);
@@ -84,6 +106,8 @@ export function Dialogs() {
           </div>
         </Modal>
       );
+    case "delete":
+      return <DeleteDialog d={d} />;
     case "saveBeforeRun":
       return (
         <Modal title="Save before running?" onClose={closeDialog} testId="save-before-run">

@@ -3,15 +3,13 @@
 
 import { memo, useEffect, useMemo } from "react";
 import type { FlowSummary } from "../api";
+import { askDelete } from "../deleting";
 import { positions } from "../model/canvas";
+import { deletable, isTemplate } from "../model/flows";
 import type { FlowDocument } from "../model/types";
 import {
   discardDraft, guardUnsaved, loadTemplate, newBlank, openFlow, openTemplate, restoreDraft, useEditor,
 } from "../store";
-
-function isTemplate(f: FlowSummary): boolean {
-  return f.template ?? (f.source ?? "").startsWith("file:");
-}
 
 /** A flow's shape in miniature: boxes where its nodes sit, lines for its edges. */
 export const Preview = memo(function Preview({ doc }: { doc?: FlowDocument }) {
@@ -41,6 +39,27 @@ export const Preview = memo(function Preview({ doc }: { doc?: FlowDocument }) {
   );
 });
 
+const TRASH = (
+  <svg width="14" height="14" viewBox="0 0 24 24" fill="none" stroke="currentColor" strokeWidth="2"
+    strokeLinecap="round" strokeLinejoin="round" aria-hidden>
+    <path d="M3 6h18M8 6V4h8v2M19 6l-1 14H6L5 6M10 11v6M14 11v6" />
+  </svg>
+);
+
+/** Delete a flow (asks first); for a flow from a file, a button that does nothing and
+ * whose tooltip says why. */
+export function DeleteFlowButton({ id, name, flow, testId, className }: {
+  id: string; name?: string; flow: FlowSummary | undefined; testId: string; className: string;
+}) {
+  const can = deletable(flow);
+  return (
+    <button type="button" className={`fl-btn ${className}`} data-testid={testId}
+      aria-disabled={!can.ok} aria-label={`Delete ${name ?? id}`}
+      title={can.ok ? `Delete “${name ?? id}” (${id}) from the server…` : can.why}
+      onClick={() => { if (can.ok) askDelete(id, name); }}>{TRASH}</button>
+  );
+}
+
 export function OpenList({ flows, filter = "", prefix = "open-" }: { flows: FlowSummary[]; filter?: string; prefix?: string }) {
   const q = filter.trim().toLowerCase();
   const shown = flows.filter((f) => !q || `${f.id} ${f.name} ${f.description ?? ""}`.toLowerCase().includes(q));
@@ -48,14 +67,16 @@ export function OpenList({ flows, filter = "", prefix = "open-" }: { flows: Flow
   return (
     <ul className="fl-open-list">
       {shown.map((f) => (
-        <li key={f.id}>
-          <button type="button" data-testid={`${prefix}${f.id}`} onClick={() => guardUnsaved(() => void openFlow(f.id), "Open")}>
+        <li key={f.id} className="fl-open-row">
+          <button type="button" className="fl-open-main" data-testid={`${prefix}${f.id}`} onClick={() => guardUnsaved(() => void openFlow(f.id), "Open")}>
             <span className="fl-open-name">{f.name}</span>
             <code className="fl-open-id">{f.id}</code>
             <span className={`fl-badge ${isTemplate(f) ? "example" : "saved"}`}>{isTemplate(f) ? "example" : "saved"}</span>
             {f.node_count !== undefined && <span className="fl-muted">{f.node_count} node{f.node_count === 1 ? "" : "s"}</span>}
             {f.description && <span className="fl-open-desc">{f.description}</span>}
           </button>
+          <DeleteFlowButton id={f.id} name={f.name} flow={f} testId={`${prefix.replace(/open-$/, "")}delete-${f.id}`}
+            className="fl-delete-row" />
         </li>
       ))}
     </ul>
@@ -82,7 +103,7 @@ export function StartScreen() {
           <div className="fl-draft-offer" data-testid="draft-offer">
             <div>
               <strong>Unsaved work from {new Date(draft.at).toLocaleString()}</strong>: “{draft.doc.name}”
-              {draft.savedId ? <> (<code>{draft.savedId}</code>)</> : " (never saved)"}, {draft.doc.nodes.length} nodes.
+              {draft.savedId ? <> (<code>{draft.savedId}</code>)</> : " (never saved)"}, {draft.doc.nodes.length} node{draft.doc.nodes.length === 1 ? "" : "s"}.
             </div>
             <div className="fl-row">
               <button type="button" className="fl-btn fl-primary" data-testid="draft-restore" onClick={restoreDraft}>Restore</button>

@@ -9,6 +9,7 @@ import {
   edit, guardUnsaved, openDialog, redo, requestFit, showStart, toast, undo, useEditor,
 } from "../store";
 import { canvasBridge } from "./CanvasView";
+import { DeleteFlowButton } from "./StartScreen";
 
 /** Download `text` as a file (the iframe is allowed downloads). */
 export function download(name: string, text: string): void {
@@ -31,6 +32,7 @@ export function Toolbar() {
   const history = useEditor((s) => s.history);
   const problems = useEditor((s) => s.validation.problems.length);
   const checked = useEditor((s) => s.validation.checked);
+  const listed = useEditor((s) => (s.savedId === null ? undefined : s.flows.find((f) => f.id === s.savedId)));
   const file = useRef<HTMLInputElement>(null);
   const editing = screen === "editor" && !!doc;
   return (
@@ -56,6 +58,9 @@ export function Toolbar() {
         <button type="button" className="fl-btn" data-testid="btn-open" onClick={() => openDialog({ kind: "open" })} title="Open a flow saved on the server">Open</button>
         <button type="button" className="fl-btn fl-primary" data-testid="btn-save" disabled={!editing || saving} onClick={() => void save()} title="Save (Ctrl-S)">{saving ? "Saving…" : "Save"}</button>
         <button type="button" className="fl-btn" data-testid="btn-save-as" disabled={!editing || saving} onClick={() => openDialog({ kind: "saveAs" })}>Save as…</button>
+        {editing && savedId !== null && (
+          <DeleteFlowButton id={savedId} name={doc!.name} flow={listed} testId="btn-delete" className="fl-icon fl-delete-tool" />
+        )}
         <span className="fl-sep" />
         <button type="button" className="fl-btn fl-icon" data-testid="btn-undo" disabled={!editing || !history || !canUndo(history)} onClick={undo} title="Undo (Ctrl-Z)">↶</button>
         <button type="button" className="fl-btn fl-icon" data-testid="btn-redo" disabled={!editing || !history || !canRedo(history)} onClick={redo} title="Redo (Ctrl-Shift-Z)">↷</button>
