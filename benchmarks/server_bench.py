@@ -3,7 +3,9 @@
     /work/main/.venv/bin/python benchmarks/server_bench.py [--only reference|flowloom|postgres]
 
 flowloom is measured twice: on its default SQLite and on Postgres (`--postgres URL`, a
-database of its own made there for the run; the Postgres/SQLite ratio goal is >= 0.7).
+database of its own made there for the run; the Postgres/SQLite ratio goal is >= 0.7),
+and beside Aegra (`aegra-api`, an open LangGraph-protocol server on Postgres, in its own
+Python 3.12 venv; goal: flowloom on Postgres >= 3x its runs/s).
 
 Both servers serve the same two-node graph (START -> a -> b -> END, input `{"x": 1}`,
 answer `{"x": 4, "log": ["a", "b"]}`) and are driven by the same client,
@@ -44,6 +46,7 @@ from langgraph_sdk.client import LangGraphClient
 
 REPO = Path(__file__).resolve().parent.parent
 REF_VENV = REPO / ".bench" / "ref-venv"
+AEGRA_VENV = REPO / ".bench" / "aegra-venv"
 MAIN_PYTHON = REPO / ".venv" / "bin" / "python"
 GRAPH_ID = "two"
 INPUT = {"x": 1}
@@ -156,14 +159,15 @@ def _stopper(proc: asyncio.subprocess.Process, extra: list[asyncio.Task[None]]) 
     return stop
 
 
-async def _wait_ok(url: str, proc: asyncio.subprocess.Process, log: Path) -> None:
+async def _wait_ok(url: str, proc: asyncio.subprocess.Process, log: Path,
+                   path: str = "/ok") -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     async with httpx.AsyncClient(timeout=2) as http:
         while time.monotonic() < deadline:
             if proc.returncode is not None:
                 raise ServerUnavailable(f"exited with {proc.returncode}: {_last_line(log)}")
             with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(f"{url}/ok")).status_code == 200:
+                if (await http.get(f"{url}{path}")).status_code == 200:
                     return
             await asyncio.sleep(0.05)
     raise ServerUnavailable(f"GET {url}/ok not answered in {START_TIMEOUT_S:.0f} s")
@@ -198,6 +202,35 @@ async def launch_reference(project: Path) -> tuple[str, Stop]:
             await stop()
             reason = str(exc)
     raise ServerUnavailable(reason)
+
+
+async def launch_aegra(project: Path, database: str) -> tuple[str, Stop]:
+    """Aegra (`aegra-api`, an open LangGraph-protocol server on Postgres) serving the
+    reference graph from `project`, from its own Python 3.12 venv (`.bench/aegra-venv`):
+
+        python3.12 -m venv .bench/aegra-venv && .bench/aegra-venv/bin/pip install aegra-api
+    """
+    python = AEGRA_VENV / "bin" / "python"
+    if not python.exists():
+        raise ServerUnavailable(f"{python} missing; install aegra-api there")
+    (project / "aegra.json").write_text(json.dumps({"graphs": {GRAPH_ID: "./graph.py:graph"}}))
+    log = project / "aegra.log"
+    port = free_port()
+    env = {**offline_env(), "DATABASE_URL": database, "PORT": str(port), "HOST": "127.0.0.1",
+           "AEGRA_CONFIG": str(project / "aegra.json"), "LOG_LEVEL": "WARNING"}
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            str(python), "-m", "aegra_api.main", cwd=project, env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True)
+    stop = _stopper(proc, [])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await _wait_ok(url, proc, log, path="/health")
+    except BaseException:
+        await stop()
+        raise
+    return url, stop
 
 
 async def launch_flowloom(flow_path: Path, database: str | None = None) -> tuple[str, Stop]:
@@ -420,6 +453,14 @@ def report(sides: list[Side], concurrency: int) -> None:
                       f"| {res.pct(50):.1f} | {res.pct(99):.1f} "
                       f"| {res.client_cpu / res.runs * 1000:.2f} |")
     by_name = {s.name: s for s in ready}
+    if {"flowloom-postgres", "aegra"} <= by_name.keys():
+        pg, aegra = by_name["flowloom-postgres"], by_name["aegra"]
+        assert pg.results is not None and aegra.results is not None
+        print()
+        for key, res in pg.results.items():
+            kind, n_clients = key.split("/")
+            print(f"flowloom Postgres/Aegra {KINDS[kind]}, {n_clients} client(s): runs/s "
+                  f"{res.rate / aegra.results[key].rate:.2f} (goal >= 3)")
     if {"flowloom", "flowloom-postgres"} <= by_name.keys():
         sqlite, pg = by_name["flowloom"], by_name["flowloom-postgres"]
         assert sqlite.results is not None and pg.results is not None
@@ -489,6 +530,15 @@ async def amain(args: argparse.Namespace) -> None:
                     "flowloom-postgres", lambda: launch_flowloom(flow_path, database),
                     seq_runs=args.runs, conc_runs=args.concurrent_runs,
                     concurrency=args.concurrency, warmup=args.warmup))
+        if args.only in (None, "postgres") and args.postgres:
+            project = root / "aegra"
+            project.mkdir()
+            (project / "graph.py").write_text(REF_GRAPH_PY)
+            async with _postgres(args.postgres) as database:
+                sides.append(await measure(
+                    "aegra", lambda: launch_aegra(project, database), seq_runs=args.ref_runs,
+                    conc_runs=args.concurrent_runs, concurrency=args.concurrency,
+                    warmup=args.warmup))
         print()
         if args.only is not None:
             print(f"only {args.only} measured (--only {args.only})")
