@@ -35,21 +35,30 @@ def _text_problem(text: str) -> str | None:
 
 
 def json_problem(value: Any) -> str | None:
-    """What is wrong with a parsed JSON value (the JSON path and why), or None."""
-    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
+    """What is wrong with a parsed JSON value (the JSON path and why), or None. A path is
+    kept as a link to its parent (O(1) per value) and spelled out only for a problem."""
+    Link = tuple[Any, "str | int"] | None
+    stack: list[tuple[Any, int, Link]] = [(value, 0, None)]
+
+    def where(link: Link) -> str:
+        parts: list[str | int] = []
+        while link is not None:
+            link, key = link
+            parts.append(key)
+        return _where(parts[::-1])
+
     while stack:
-        item, path = stack.pop()
-        if len(path) > MAX_DEPTH:
-            return (f"{_where(path[:MAX_DEPTH])}: nested deeper than {MAX_DEPTH} levels; "
-                    "flatten it")
+        item, depth, link = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"{where(link)}: nested deeper than {MAX_DEPTH} levels; flatten it"
         if isinstance(item, str):
             if (why := _text_problem(item)) is not None:
-                return f"{_where(path)}: {why}"
+                return f"{where(link)}: {why}"
         elif isinstance(item, dict):
             for key, child in item.items():
                 if (why := _text_problem(str(key))) is not None:
-                    return f"{_where(path)}: a key {why}"
-                stack.append((child, [*path, key]))
+                    return f"{where(link)}: a key {why}"
+                stack.append((child, depth + 1, (link, key)))
         elif isinstance(item, list):
-            stack.extend((child, [*path, i]) for i, child in enumerate(item))
+            stack.extend((child, depth + 1, (link, i)) for i, child in enumerate(item))
     return None
