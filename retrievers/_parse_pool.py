@@ -28,11 +28,23 @@ __all__ = ["DEFAULT_MEMORY_MB", "ParsePool", "shared_pool"]
 DEFAULT_MEMORY_MB = 3072
 
 
-def _limit_memory(limit_bytes: int) -> None:
-    """Worker initializer: cap the process's data segment (heap and anonymous maps)."""
+def _init_worker(limit_bytes: int) -> None:
+    """Worker initializer: cap the process's data segment (heap and anonymous maps), and
+    end the worker when the process that started it is gone (killed with -9, say: then no
+    shutdown reaches the worker, which would otherwise live on holding its memory)."""
+    import os
     import resource
+    import time
 
     resource.setrlimit(resource.RLIMIT_DATA, (limit_bytes, limit_bytes))
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _parse(path: str, settings: ChunkSettings) -> list[TextNode]:
@@ -56,7 +68,7 @@ class ParsePool:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
                     max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_limit_memory, initargs=(self.memory_mb * 2**20,))
+                    initializer=_init_worker, initargs=(self.memory_mb * 2**20,))
             return self._pool
 
     async def parse(self, path: Path, settings: ChunkSettings) -> list[Any]:

@@ -118,3 +118,39 @@ def test_an_upload_batch_with_a_bomb_and_traversal_keeps_the_rest(tmp_path):
     saved = list((home / "kb" / "uploads").rglob("escape.md"))
     assert len(saved) == 1 and saved[0].is_relative_to(home)
     assert _max_rss_mb() - before < 300  # the 300 MB part was never inflated here
+
+
+def test_the_worker_ends_when_its_parent_is_killed(tmp_path):
+    """kill -9 of the process that started the parser worker: no shutdown reaches the
+    worker, which must still end (it held ~500 MB each time it was left behind)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    doc = tmp_path / "doc.md"
+    doc.write_text("# Title\n\nSome text.\n")
+    script = f"""
+import asyncio, sys
+from flowloom.retrievers._parse_pool import ParsePool
+from flowloom.retrievers.parse import ChunkSettings
+pool = ParsePool()
+asyncio.run(pool.parse({str(doc)!r}, ChunkSettings()))
+print(*pool._executor()._processes, flush=True)
+sys.stdin.read()
+"""
+    parent = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline().split()[0])
+    os.kill(worker, 0)  # alive while its parent is
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(10)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(worker, signal.SIGKILL)
+    raise AssertionError("the parser worker outlived its parent")
