@@ -4,8 +4,9 @@ content hash that makes re-ingestion idempotent), and which writes are in flight
 One SQLite file, `<home>/kb/catalog.sqlite`. The index (Milvus) holds the chunks; the
 catalog is the truth about which of them count: a document's chunks are tagged with a
 `generation`, and only the generation the catalog has committed is ever answered. A write
-is announced in `pending` before its chunks go to the index, so after a crash the
-leftovers are known and removed (`KnowledgeBases` repairs on first use).
+is announced in `pending` before its chunks go to the index, and stays there until the
+previous version's chunks are gone too, so after a crash at any step the leftovers are
+known and removed (`KnowledgeBases` repairs on first use).
 """
 
 from __future__ import annotations
@@ -156,11 +157,11 @@ class Catalog:
                          (kb, doc_id, generation))
 
     def commit_document(self, row: DocumentRow) -> None:
-        """Make `row` (its generation) the document's current version, in one transaction."""
+        """Make `row` (its generation) the document's current version. Its write stays
+        announced until `clear_pending`, once the older versions' chunks are deleted."""
         with self._tx() as conn:
             conn.execute("INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          tuple(row.to_dict().values()))
-            conn.execute("DELETE FROM pending WHERE kb = ? AND doc_id = ?", (row.kb, row.doc_id))
 
     def remove_document(self, kb: str, doc_id: str) -> bool:
         with self._tx() as conn:

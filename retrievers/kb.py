@@ -224,8 +224,10 @@ class KnowledgeBases:
             return index
 
     def _repair(self, name: str, index: KnowledgeIndex) -> None:
-        """Remove what a crashed write left: chunks of uncommitted generations, and of
-        documents the catalog no longer has."""
+        """Remove what a crashed write left: chunks of every generation but the committed
+        one of each document with a write announced (the new version's, when the crash
+        came before its commit; the old version's, when after), and of documents the
+        catalog no longer has."""
         committed = self.catalog.generations(name)
         for doc_id, _generation in self.catalog.pending(name):
             index.delete(doc_id=doc_id, keep_generation=committed.get(doc_id))
@@ -400,6 +402,7 @@ class KnowledgeBases:
             kb.name, item.doc_id, str(path), path.name, path.suffix.lower().lstrip("."),
             item.sha, generation, len(nodes), path.stat().st_size, time.time()))
         await asyncio.to_thread(index.delete, doc_id=item.doc_id, keep_generation=generation)
+        self.catalog.clear_pending(kb.name, item.doc_id)  # only now: see `_repair`
         report.index_seconds += time.perf_counter() - t0
         report.chunks += len(nodes)
         (report.updated if item.old is not None else report.added).append(str(path))

@@ -11,7 +11,7 @@ shipped default); aliases such as `local` and `local-embed` are what flows name.
 litellm itself is imported on the first call, not by importing this package.
 """
 
-from flowloom.backends.gateway.chat_model import GatewayChatModel
+from flowloom.backends.gateway.chat_model import CUT_OFF_NOTE, GatewayChatModel
 from flowloom.backends.gateway.config import (
     Deployment,
     GatewayConfig,
@@ -26,6 +26,7 @@ from flowloom.backends.gateway.errors import (
     GatewayConfigError,
     GatewayError,
     ModelCallError,
+    PartialAnswerError,
     UnknownModelError,
 )
 from flowloom.backends.gateway.gateway import MODEL_URL_ENV, EnsureService, Gateway
@@ -40,6 +41,7 @@ from flowloom.backends.gateway.records import CallRecord, UsageSummary, UsageTot
 from flowloom.backends.gateway.routes import Route
 
 __all__ = [
+    "CUT_OFF_NOTE",
     "MODELS_ENV",
     "MODEL_URL_ENV",
     "CallRecord",
@@ -55,6 +57,7 @@ __all__ = [
     "LiteLLMParams",
     "ModelCallError",
     "ModelInfo",
+    "PartialAnswerError",
     "RetryPolicy",
     "Route",
     "RouterSettings",

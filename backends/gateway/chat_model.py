@@ -2,6 +2,10 @@
 
 Being a `BaseChatModel` with `_astream` is what lets LangGraph's `messages` stream mode
 see tokens: LangChain streams whenever a streaming callback handler is attached.
+
+A stream that breaks after part of the answer was streamed ends with a visible note
+(`CUT_OFF_NOTE`) as its last token, then the call fails with `PartialAnswerError`, so
+the run fails saying why instead of keeping half an answer as if it were whole.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from langchain_core.callbacks import (
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
@@ -26,9 +30,13 @@ from flowloom.backends.gateway._messages import (
     message_from_response,
     to_openai_messages,
 )
+from flowloom.backends.gateway.errors import PartialAnswerError
 from flowloom.backends.gateway.gateway import Gateway
 
-__all__ = ["GatewayChatModel"]
+__all__ = ["CUT_OFF_NOTE", "GatewayChatModel"]
+
+CUT_OFF_NOTE = "\n\n[answer cut off: model {alias!r} stopped mid-answer ({reason})]"
+"""The last token of an answer whose stream broke (`str.format`ted with alias, reason)."""
 
 ToolLike = dict[str, Any] | type | Callable[..., Any] | BaseTool
 
@@ -90,6 +98,11 @@ class GatewayChatModel(BaseChatModel):
         params.pop("stream", None)
         return params
 
+    def _cut_off(self, error: PartialAnswerError, message_id: str | None) -> ChatGenerationChunk:
+        """The note that ends a broken answer, as a chunk of the same message."""
+        note = CUT_OFF_NOTE.format(alias=self.alias, reason=error.cause)
+        return ChatGenerationChunk(message=AIMessageChunk(content=note, id=message_id))
+
     def _result(self, response: Any) -> ChatResult:
         message = message_from_response(response, self.alias)
         info = {"finish_reason": message.response_metadata.get("finish_reason")}
@@ -132,14 +145,23 @@ class GatewayChatModel(BaseChatModel):
         stream = self.gateway.astream(
             self.alias, to_openai_messages(messages), **self._params(stop, kwargs)
         )
-        async for raw in stream:
-            message = chunk_from_stream(raw)
-            if message is None:
-                continue
-            chunk = ChatGenerationChunk(message=message)
+        message_id: str | None = None
+        try:
+            async for raw in stream:
+                message = chunk_from_stream(raw)
+                if message is None:
+                    continue
+                message_id = message.id
+                chunk = ChatGenerationChunk(message=message)
+                if run_manager is not None:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        except PartialAnswerError as exc:
+            note = self._cut_off(exc, message_id)
             if run_manager is not None:
-                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+                await run_manager.on_llm_new_token(note.text, chunk=note)
+            yield note
+            raise
 
     def _stream(
         self,
@@ -151,14 +173,23 @@ class GatewayChatModel(BaseChatModel):
         stream = self.gateway.stream(
             self.alias, to_openai_messages(messages), **self._params(stop, kwargs)
         )
-        for raw in stream:
-            message = chunk_from_stream(raw)
-            if message is None:
-                continue
-            chunk = ChatGenerationChunk(message=message)
+        message_id: str | None = None
+        try:
+            for raw in stream:
+                message = chunk_from_stream(raw)
+                if message is None:
+                    continue
+                message_id = message.id
+                chunk = ChatGenerationChunk(message=message)
+                if run_manager is not None:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        except PartialAnswerError as exc:
+            note = self._cut_off(exc, message_id)
             if run_manager is not None:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
+                run_manager.on_llm_new_token(note.text, chunk=note)
+            yield note
+            raise
 
     def bind_tools(
         self,

@@ -11,6 +11,13 @@ router_settings: {num_retries: 1, fallbacks: [{gpt-4o-mini: [local]}]}
 ```
 
 Secrets are written `os.environ/NAME` and resolved when the router is built.
+
+Retries: every transient fault is retried `num_retries` times unless `retry_policy` says
+otherwise for its kind. LiteLLM picks a `RetryPolicy` field by exception class, and its
+table has no entry for a 502 (`BadGatewayError`) or a dropped connection, which fall to
+`DefaultRetries` (unset: `num_retries`), so `InternalServerErrorRetries: 0` would stop
+500s but not 502s. flowloom treats those server faults as one kind: the router gets an
+explicit policy (`RouterSettings.router_retry_policy`) with every field filled in.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from flowloom.backends.gateway.errors import GatewayConfigError
 from flowloom.flows.errors import Problem
 
 __all__ = [
+    "DEFAULT_NUM_RETRIES",
     "ENV_PREFIX",
+    "SERVER_FAULT_FIELDS",
     "Deployment",
     "GatewayConfig",
     "LiteLLMParams",
@@ -39,6 +48,19 @@ __all__ = [
 ]
 
 ENV_PREFIX = "os.environ/"
+
+DEFAULT_NUM_RETRIES = 2
+"""`litellm.Router`'s `num_retries` when none is set."""
+
+SERVER_FAULT_FIELDS = ("InternalServerErrorRetries", "ServiceUnavailableErrorRetries",
+                       "DefaultRetries")
+"""The `RetryPolicy` fields LiteLLM reads for a server fault, by exception class: a 500
+(and a dropped connection or broken answer before a stream opens), a 503 (and a stream
+that breaks before its first token), and anything its table does not name (a 502, a
+connection error mid-stream). flowloom gives them one value."""
+
+_CLIENT_FAULT_FIELDS = ("BadRequestErrorRetries", "AuthenticationErrorRetries",
+                        "ContentPolicyViolationErrorRetries", "NotFoundErrorRetries")
 
 
 class LiteLLMParams(BaseModel):
@@ -73,7 +95,11 @@ class Deployment(BaseModel):
 
 
 class RetryPolicy(BaseModel):
-    """Retries per exception type (litellm's `RetryPolicy`); unset types use `num_retries`."""
+    """Retries per exception type (litellm's `RetryPolicy`); unset types use `num_retries`.
+
+    `InternalServerErrorRetries`, `ServiceUnavailableErrorRetries` and `DefaultRetries`
+    are one setting here (see `SERVER_FAULT_FIELDS`): set one, or several to one value.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -86,6 +112,27 @@ class RetryPolicy(BaseModel):
     ServiceUnavailableErrorRetries: int | None = Field(default=None, ge=0)
     NotFoundErrorRetries: int | None = Field(default=None, ge=0)
     DefaultRetries: int | None = Field(default=None, ge=0)
+
+    def server_retries(self) -> int | None:
+        """The retries of a server fault, when this policy sets them (the first of
+        `SERVER_FAULT_FIELDS` set; `_cross_problems` makes sure they agree)."""
+        return next((value for name in SERVER_FAULT_FIELDS
+                     if (value := getattr(self, name)) is not None), None)
+
+    def filled(self, num_retries: int) -> dict[str, int]:
+        """Every field with a value, as LiteLLM's Router should read this policy: server
+        faults alike, the others as LiteLLM would have read them (unset: `num_retries`)."""
+        server = self.server_retries()
+        server = num_retries if server is None else server
+        out = {name: server for name in SERVER_FAULT_FIELDS}
+        for name in ("TimeoutErrorRetries", "RateLimitErrorRetries"):
+            value = getattr(self, name)
+            out[name] = num_retries if value is None else value
+        for name in _CLIENT_FAULT_FIELDS:
+            value = getattr(self, name)
+            out[name] = (value if value is not None else
+                         self.DefaultRetries if self.DefaultRetries is not None else num_retries)
+        return out
 
 
 Fallbacks = list[dict[str, list[str]]]
@@ -100,6 +147,7 @@ class RouterSettings(BaseModel):
     timeout: float | None = Field(default=None, gt=0)
     retry_after: float | None = Field(default=None, ge=0)
     retry_policy: RetryPolicy | None = None
+    model_group_retry_policy: dict[str, RetryPolicy] | None = None
     allowed_fails: int | None = Field(default=None, ge=0)
     cooldown_time: float | None = Field(default=None, ge=0)
     routing_strategy: str | None = None
@@ -107,9 +155,33 @@ class RouterSettings(BaseModel):
     context_window_fallbacks: Fallbacks | None = None
     content_policy_fallbacks: Fallbacks | None = None
 
+    @property
+    def retries(self) -> int:
+        """`num_retries`, or the Router's default when unset."""
+        return DEFAULT_NUM_RETRIES if self.num_retries is None else self.num_retries
+
+    def router_retry_policy(self, group: str | None = None) -> dict[str, int]:
+        """The retry policy the Router gets (of `group`, when it has its own): explicit
+        for every exception type, so that each server fault is retried alike."""
+        policy = (self.model_group_retry_policy or {}).get(group or "") or self.retry_policy
+        return (policy or RetryPolicy()).filled(self.retries)
+
+    def fallbacks_of(self, alias: str, field: str = "fallbacks") -> list[str]:
+        """The aliases `alias` falls back to (of `fallbacks`, or `context_window_fallbacks`
+        or `content_policy_fallbacks`), in order; LiteLLM reads the first entry naming it."""
+        entries: Fallbacks = getattr(self, field) or []
+        return next((list(entry[alias]) for entry in entries if alias in entry), [])
+
     def router_kwargs(self) -> dict[str, Any]:
-        """These settings as `litellm.Router(**kwargs)` takes them."""
-        return self.model_dump(exclude_none=True)
+        """These settings as `litellm.Router(**kwargs)` takes them, the retry policies
+        made explicit (see `router_retry_policy`)."""
+        kwargs = self.model_dump(exclude_none=True)
+        kwargs["num_retries"] = self.retries
+        kwargs["retry_policy"] = self.router_retry_policy()
+        if self.model_group_retry_policy:
+            kwargs["model_group_retry_policy"] = {
+                group: self.router_retry_policy(group) for group in self.model_group_retry_policy}
+        return kwargs
 
 
 class GatewayConfig(BaseModel):
@@ -215,6 +287,24 @@ def _cross_problems(config: GatewayConfig) -> Iterable[Problem]:
                 for path, name in named:
                     if name not in aliases:
                         yield Problem(path, f"{name!r} is not a model_name", choices=tuple(aliases))
+    policies = [("router_settings.retry_policy", settings.retry_policy)]
+    policies += [(f"router_settings.model_group_retry_policy.{group}", policy)
+                 for group, policy in (settings.model_group_retry_policy or {}).items()]
+    for group in settings.model_group_retry_policy or {}:
+        if group not in aliases:
+            yield Problem(f"router_settings.model_group_retry_policy.{group}",
+                          f"{group!r} is not a model_name", choices=tuple(aliases))
+    for base, policy in policies:
+        if policy is None:
+            continue
+        values = {name: value for name in SERVER_FAULT_FIELDS
+                  if (value := getattr(policy, name)) is not None}
+        if len(set(values.values())) > 1:
+            given = ", ".join(f"{name}: {value}" for name, value in values.items())
+            yield Problem(base, f"{given} disagree: flowloom retries every server fault alike "
+                                "(HTTP 500, 502, 503, a dropped connection, a broken answer), "
+                                "which LiteLLM reads from these fields by exception class; "
+                                "give them one value", code="retry_policy_conflict")
     seen: dict[str, int] = {}
     for i, deployment in enumerate(config.model_list):
         ident = deployment.model_info.id

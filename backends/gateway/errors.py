@@ -10,6 +10,7 @@ __all__ = [
     "GatewayConfigError",
     "GatewayError",
     "ModelCallError",
+    "PartialAnswerError",
     "UnknownModelError",
 ]
 
@@ -52,3 +53,17 @@ class ModelCallError(GatewayError):
         self.reason = reason
         self.status_code = status_code
         super().__init__(f"model {alias!r}: {reason}")
+
+
+class PartialAnswerError(ModelCallError):
+    """A streamed answer broke off after part of it was sent to the caller: it cannot be
+    retried or handed to a fallback without the caller seeing the answer twice, so the
+    call fails, saying how much was sent (`sent`: chunks with content) and why."""
+
+    def __init__(self, alias: str, reason: str, *, sent: int, status_code: int | None = None,
+                 deployment: str | None = None) -> None:
+        self.sent = sent
+        self.deployment = deployment
+        super().__init__(alias, f"the answer broke off after {sent} streamed chunks were sent, "
+                                f"so it is incomplete: {reason}", status_code=status_code)
+        self.cause = reason

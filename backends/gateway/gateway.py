@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from flowloom.backends.gateway._streaming import Recovery, StreamProgress, recovering_stream
 from flowloom.backends.gateway._sync import LoopThread
 from flowloom.backends.gateway.config import GatewayConfig
 from flowloom.backends.gateway.errors import (
@@ -97,6 +98,7 @@ class Gateway:
         self._build_lock = threading.Lock()
         self._log = CallLog(history)
         self._sync = LoopThread()
+        self._recovery = self._make_recovery()
 
     @property
     def config(self) -> GatewayConfig:
@@ -249,47 +251,79 @@ class Gateway:
         """A streamed chat completion: litellm's `ModelResponseStream` chunks as they arrive.
 
         Usage is asked for (`stream_options.include_usage`) and comes in the last chunk.
+        A stream that fails before any content was yielded is retried and handed to the
+        fallbacks like a failed request (see `_streaming.py`); one that breaks after
+        raises `PartialAnswerError`, saying how much was sent.
         """
         self._check(model)
         router = self._router or await self._arouter()
         if model in self._blocked:
             raise ModelCallError(model, self._blocked[model])
         kwargs.setdefault("stream_options", {"include_usage": True})
-        start = time.perf_counter()
-        deployment: str | None = None
-        ttft: float | None = None
-        usage: Any = None
-        cost: float | None = None
+        progress = StreamProgress(start=time.perf_counter())
+
+        def open_stream(target: str) -> Any:
+            return router.acompletion(model=target, messages=messages, stream=True,
+                                      disable_fallbacks=True, **kwargs)
+
         finished = failed = False
         try:
-            stream = await router.acompletion(model=model, messages=messages, stream=True,
-                                              **kwargs)
-            hidden = getattr(stream, "_hidden_params", None) or {}
-            deployment = hidden.get("model_id")
-            async for chunk in stream:
-                if ttft is None and chunk.choices:
-                    delta = chunk.choices[0].delta
-                    if delta.content or delta.tool_calls:
-                        ttft = (time.perf_counter() - start) * 1000
-                if (chunk_usage := getattr(chunk, "usage", None)) is not None:
-                    usage = chunk_usage
+            async for chunk in recovering_stream(open_stream, model, self._recovery, progress):
                 yield chunk
             finished = True
-            # litellm puts a stream's cost on its usage; the wrapper's is set before any token
-            cost = getattr(usage, "cost", None) if usage is not None else None
-        except Exception as exc:
+        except ModelCallError as exc:
             failed = True
-            raise self._failed(model, "stream", start, exc, deployment) from exc
+            self._log.add(CallRecord(
+                model, progress.deployment, "stream", None, None, None,
+                (time.perf_counter() - progress.start) * 1000, progress.ttft_ms, False,
+                exc.reason, time.time()))
+            raise
         finally:
             if not failed:
-                latency = (time.perf_counter() - start) * 1000
+                usage = progress.usage
+                latency = (time.perf_counter() - progress.start) * 1000
                 error = None if finished else "stream closed before its end"
+                # litellm puts a stream's cost on its usage
+                cost = getattr(usage, "cost", None) if usage is not None else None
                 self._log.add(CallRecord(
-                    model, deployment, "stream",
+                    model, progress.deployment, "stream",
                     usage.prompt_tokens if usage else None,
                     usage.completion_tokens if usage else None,
-                    cost, latency, ttft, finished, error, time.time(),
+                    cost, latency, progress.ttft_ms, finished, error, time.time(),
                 ))
+
+    def _make_recovery(self) -> Recovery:
+        """How `astream` recovers a stream that failed before its first token: the
+        config's retry policy and fallbacks, read the way LiteLLM's Router reads them."""
+        settings = self._config.router_settings
+
+        def retries(alias: str, exc: BaseException) -> int:
+            from litellm.litellm_core_utils.get_retry_from_policy import (
+                get_num_retries_from_retry_policy,
+            )
+
+            status = getattr(exc, "status_code", None)
+            if isinstance(status, int) and 400 <= status < 500 and status not in (408, 409, 429):
+                return 0  # a client error: trying again cannot help
+            policy = settings.router_retry_policy(alias)
+            found = get_num_retries_from_retry_policy(exception=exc,  # type: ignore[arg-type]
+                                                      retry_policy=policy)
+            return settings.retries if found is None else int(found)
+
+        def fallbacks(alias: str, exc: BaseException) -> list[str]:
+            import litellm
+
+            for kind, field in ((litellm.ContextWindowExceededError, "context_window_fallbacks"),
+                                (litellm.ContentPolicyViolationError,
+                                 "content_policy_fallbacks")):
+                if isinstance(exc, kind) and (special := settings.fallbacks_of(alias, field)):
+                    return special
+            return settings.fallbacks_of(alias)
+
+        def backoff(attempt: int) -> float:
+            return max(settings.retry_after or 0.0, min(0.5 * 2 ** (attempt - 1), 8.0))
+
+        return Recovery(retries, fallbacks, backoff, _reason)
 
     async def aembed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
         """Embed `texts` with the embedding alias `model`, in batches; one vector per text."""

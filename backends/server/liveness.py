@@ -13,12 +13,15 @@ found and marked `error` (and their threads `error`, the state they were left in
 
 Nothing is lost: the run's checkpoints stay, and a new run on the thread with no input
 resumes from the last one (LangGraph continues with the nodes that had not finished).
+A marked run says so in its metadata, under `__error__` (the shape of a failed
+`/runs/wait` answer): `{"error": "ServerStopped", "message": ...}`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -26,9 +29,15 @@ import time
 
 from flowloom.backends.server.db import Database
 
-__all__ = ["Liveness"]
+__all__ = ["STOPPED", "Liveness"]
 
 logger = logging.getLogger("flowloom.server")
+
+STOPPED = {"error": "ServerStopped",
+           "message": "the server executing this run stopped (it crashed or was killed) "
+                      "before the run finished; the thread keeps its last checkpoint: a new "
+                      "run on the thread with no input resumes from it"}
+"""What a run marked here carries in `metadata.__error__`."""
 
 _TABLE = """CREATE TABLE IF NOT EXISTS fl_server_beats (
     owner TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
@@ -97,16 +106,18 @@ class Liveness:
                      "(SELECT owner FROM fl_server_beats WHERE heartbeat_at >= ?))")
             params = (time.time() - self.stale,)
         rows = await self.db.fetchall(
-            f"SELECT run_id, thread_id FROM fl_runs WHERE status IN ('pending', 'running') "
-            f"AND {where}", params)
+            f"SELECT run_id, thread_id, metadata FROM fl_runs WHERE status IN "
+            f"('pending', 'running') AND {where}", params)
         if not rows:
             return 0
         now = _now_iso()
         for row in rows:
+            metadata = {**json.loads(row["metadata"] or "{}"), "__error__": STOPPED}
             # guarded by status so a run its owner finished meanwhile is left alone
             await self.db.execute(
-                "UPDATE fl_runs SET status = 'error', updated_at = ? WHERE run_id = ? "
-                "AND status IN ('pending', 'running')", (now, row["run_id"]))
+                "UPDATE fl_runs SET status = 'error', metadata = ?, updated_at = ? "
+                "WHERE run_id = ? AND status IN ('pending', 'running')",
+                (json.dumps(metadata), now, row["run_id"]))
         for thread_id in {row["thread_id"] for row in rows}:
             await self.db.execute(
                 "UPDATE fl_threads SET status = 'error', updated_at = ? WHERE thread_id = ? "

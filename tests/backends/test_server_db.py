@@ -106,11 +106,11 @@ async def test_one_sqlite_file_for_runs_and_checkpoints_shares_one_connection(tm
 @pytest.mark.parametrize("share", [False, True])
 async def test_pending_writes_are_committed_when_closed(tmp_path, share):
     url = f"sqlite:///{tmp_path / 'c.sqlite'}"
-    async with open_checkpointer(url) as saver:
-        async with open_database(url, checkpointer=saver if share else None) as db:
-            await db.execute("CREATE TABLE t (x INTEGER)")
-            db.conn.execute("INSERT INTO t VALUES (1)")  # type: ignore[attr-defined]
-            db.group.schedule()  # type: ignore[attr-defined]  # not yet run
+    async with (open_checkpointer(url) as saver,
+                open_database(url, checkpointer=saver if share else None) as db):
+        await db.execute("CREATE TABLE t (x INTEGER)")
+        db.conn.execute("INSERT INTO t VALUES (1)")  # type: ignore[attr-defined]
+        db.group.schedule()  # type: ignore[attr-defined]  # not yet run
     with sqlite3.connect(tmp_path / "c.sqlite") as plain:
         assert plain.execute("SELECT count(*) FROM t").fetchone()[0] == 1
 
