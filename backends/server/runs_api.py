@@ -242,8 +242,11 @@ async def join_run(thread_id: str, run_id: str, request: Request, who: Caller) -
         await handle.finished.wait()
         if handle.result is not None:
             return Response(dumps(handle.result), media_type="application/json")
-    while (await svc.store.get_run(thread_id, run_id))["status"] not in FINAL:
+    while (run := await svc.store.get_run(thread_id, run_id))["status"] not in FINAL:
         await asyncio.sleep(0.2)  # a run of another server process sharing the database
+    error = run["metadata"].get("__error__")
+    if run["status"] in ("error", "timeout") and isinstance(error, dict):
+        return {"__error__": error}  # as the run's own answer was (a server that stopped)
     return (await get_thread(thread_id, request, who))["values"] or {}
 
 

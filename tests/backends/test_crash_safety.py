@@ -186,6 +186,8 @@ def test_kill_9_during_a_run_keeps_the_checkpoint_marks_the_run_and_resumes(
             r := httpx.get(f"{url}/threads/{thread}/runs/{run['run_id']}").json()
         )["status"] == "error" and r, timeout=120)
         assert dead["metadata"]["__error__"] == STOPPED
+        joined = httpx.get(f"{url}/threads/{thread}/runs/{run['run_id']}/join").json()
+        assert joined == {"__error__": STOPPED}  # joining says what happened, too
         assert httpx.get(f"{url}/threads/{thread}").json()["status"] == "error"
         after = httpx.get(f"{url}/threads/{thread}/state").json()
         assert after["checkpoint"] == before["checkpoint"]  # the last checkpoint, intact
