@@ -343,6 +343,42 @@ async def bench_startup(repeat: int) -> None:
               f"{max(cold):.2f} |")
         print(f"| warm (same data dir), n={repeat} | {statistics.median(warm):.2f} | "
               f"{max(warm):.2f} |")
+        ups = [await time_up(root / f"up{i}") for i in range(max(1, repeat // 2))]
+        print(f"| flowloom up to a usable UI (API /ok and the UI's page served; no model "
+              f"service, no demo KB), n={len(ups)} | {statistics.median(ups):.2f} | "
+              f"{max(ups):.2f} |")
+
+
+async def time_up(home: Path) -> float:
+    """`flowloom up --no-model-service --no-demo-kb` until the API answers /ok and the UI
+    serves its page (Streamlit's health check and its index)."""
+    started = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        str(MAIN_PYTHON), "-m", "flowloom.ui.cli", "up", "--port", "0", "--ui-port", "0",
+        "--no-model-service", "--no-demo-kb", cwd=REPO,
+        env={**offline_env(), "FLOWLOOM_HOME": str(home)}, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        start_new_session=True)
+    stop = _stopper(proc, [])
+    try:
+        assert proc.stderr is not None
+        urls: dict[str, str] = {}
+        while not urls:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 120)).decode()
+            if not line:
+                raise ServerUnavailable("flowloom up exited before it was ready")
+            if line.startswith("FLOWLOOM_UP "):
+                urls = dict(part.split("=", 1) for part in line.split()[1:])
+        async with httpx.AsyncClient(timeout=5) as http:
+            for url in (f"{urls['api']}/ok", f"{urls['ui']}/_stcore/health", urls["ui"]):
+                while True:
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await http.get(url)).status_code == 200:
+                            break
+                    await asyncio.sleep(0.05)
+        return time.perf_counter() - started
+    finally:
+        await stop()
 
 
 def main() -> None:
