@@ -286,6 +286,63 @@ def slope(points: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in points) / den if den else 0.0
 
 
+async def bench_model_memory(rag: int, chat: int) -> None:
+    """The bundled model's side: a server with the `demo` knowledge base answering `rag`
+    searches (query embedded by the model service, then hybrid search), the server's RSS
+    sampled; then `chat` one-token chat calls straight to the model service, its RSS
+    sampled."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        home = root / "home"
+        args = [str(MAIN_PYTHON), "-m", "flowloom.ui.cli", "serve", "--port", "0",
+                "--demo-kb"]
+        proc = await asyncio.create_subprocess_exec(
+            *args, cwd=REPO, env={**offline_env(), "FLOWLOOM_HOME": str(home)},
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+        stop = _stopper(proc, [])
+        try:
+            assert proc.stdout is not None
+            line = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
+            url = line.split()[1]
+            async with httpx.AsyncClient(base_url=url, timeout=300) as http:
+                deadline = time.monotonic() + 600
+                while (await http.get("/kbs/demo")).json().get("chunks", 0) < 10 or \
+                        (await http.post("/kbs/demo/search", json={"query": "x"})).status_code \
+                        != 200:
+                    assert time.monotonic() < deadline, "the demo KB was not built"
+                    await asyncio.sleep(1)
+                questions = ["How do I run flowloom offline?", "What is a flow?",
+                             "How are knowledge bases searched?", "Which models are used?"]
+                points: list[tuple[float, float]] = []
+                start = rss_mb(proc.pid)
+                for i in range(rag):
+                    found = await http.post("/kbs/demo/search", json={
+                        "query": f"{questions[i % 4]} ({i})", "top_k": 5})
+                    assert found.status_code == 200 and found.json()["hits"], found.text
+                    if (i + 1) % 100 == 0:
+                        points.append(((i + 1) / 1000, rss_mb(proc.pid)))
+            print("| workload | RSS start MB | RSS end MB | slope MB per 1k |")
+            print("|---|---|---|---|")
+            print(f"| server: {rag:,} RAG searches of the demo KB | {start:.1f} | "
+                  f"{points[-1][1]:.1f} | {slope(points[len(points) // 5:]):+.2f} |")
+            state = json.loads((home / "run" / "model-service.json").read_text())
+            service, base = int(state["pid"]), state["url"]
+            async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+                points, start = [], rss_mb(service)
+                for i in range(chat):
+                    answer = await http.post("/chat/completions", json={
+                        "model": "local", "max_tokens": 1,
+                        "messages": [{"role": "user", "content": f"Say a number: {i}"}]})
+                    assert answer.status_code == 200, answer.text
+                    if (i + 1) % 100 == 0:
+                        points.append(((i + 1) / 1000, rss_mb(service)))
+            print(f"| model service: {chat:,} chat calls (1 token each) | {start:.1f} | "
+                  f"{points[-1][1]:.1f} | {slope(points[len(points) // 5:]):+.2f} |")
+        finally:
+            await stop()
+
+
 async def bench_memory(runs: int, threads: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -390,6 +447,10 @@ def main() -> None:
     memory = sub.add_parser("memory")
     memory.add_argument("--runs", type=int, default=10_000)
     memory.add_argument("--threads", type=int, default=1000)
+    memory.add_argument("--rag", type=int, default=0,
+                        help="also: RAG searches with the bundled embedder (e.g. 1000)")
+    memory.add_argument("--chat", type=int, default=0,
+                        help="also: chat calls to the bundled model (e.g. 1000)")
     startup = sub.add_parser("startup")
     startup.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
@@ -398,6 +459,8 @@ def main() -> None:
         asyncio.run(bench_load([int(n) for n in args.levels.split(",")], args.runs))
     elif args.what == "memory":
         asyncio.run(bench_memory(args.runs, args.threads))
+        if args.rag or args.chat:
+            asyncio.run(bench_model_memory(args.rag, args.chat))
     else:
         asyncio.run(bench_startup(args.repeat))
 
