@@ -87,10 +87,16 @@ class FlowloomClient:
         return response.json()
 
     def ok(self) -> bool:
+        return self.health() is not None
+
+    def health(self) -> dict[str, Any] | None:
+        """`GET /ok` (with the embedded model service's state when the server runs one), or
+        None when the server does not answer."""
         try:
-            return bool(self._call("GET", "/ok"))
+            answer = self._call("GET", "/ok")
         except ApiError:
-            return False
+            return None
+        return answer if isinstance(answer, dict) else {"ok": bool(answer)}
 
     def info(self) -> dict[str, Any]:
         return self._call("GET", "/info")

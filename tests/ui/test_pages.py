@@ -448,3 +448,28 @@ def test_kb_and_doc_rows():
         {"name": "docs", "documents": 2, "chunks": 10}]
     rows = doc_rows([{"id": "d1", "filename": "a.pdf", "chunks": 3}])
     assert rows[0]["doc_id"] == "d1" and rows[0]["name"] == "a.pdf"
+
+
+def test_the_sidebar_says_when_the_model_service_is_restarting(tmp_path, monkeypatch):
+    """GET /ok carries the state of the model service the server keeps alive; the UI's
+    sidebar says when it is being restarted, or has been given up on."""
+    from flowloom.backends.model_watch import ModelServiceWatch
+    from flowloom.backends.server import ServerSettings, create_app
+    from flowloom.flows.context import BuildContext
+    from flowloom.ui.client import API_URL_ENV
+    from tests.backends.test_server_protocol import run_server
+    from tests.fakes import ScriptedModels
+    from tests.ui.streamlit_ui import MAIN
+
+    app = create_app(ServerSettings(database=f"sqlite:///{tmp_path}/fl.sqlite", home=tmp_path),
+                     ctx=BuildContext(models=ScriptedModels(lambda m: "ok")))
+    for url in run_server(app):
+        watch = ModelServiceWatch(tmp_path, state="restarting", last_exit=-9)
+        app.state.flowloom_model_watch = watch
+        monkeypatch.setenv(API_URL_ENV, url)
+        at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT).run()
+        warnings = [w.value for w in at.sidebar.warning]
+        assert any("being restarted" in w and "-9" in w for w in warnings), warnings
+        watch.state, watch.last_error = "failed", "exited with code -9 more than 5 times"
+        at = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT).run()
+        assert any("more than 5 times" in e.value for e in at.sidebar.error)

@@ -21,9 +21,18 @@ pages = [
 navigation = st.navigation(pages)
 with st.sidebar:
     client = api()
-    if client.ok():
-        st.caption(f"API server: {client.base_url}")
-    else:
+    health = client.health()
+    if health is None:
         st.error(f"The API server at {client.base_url} does not answer. Start it with "
                  "`flowloom up` (or `flowloom serve`).", icon=":material/cloud_off:")
+    else:
+        st.caption(f"API server: {client.base_url}")
+        service = health.get("model_service") or {}
+        if service.get("state") == "restarting":
+            st.warning(f"The model service stopped (exit code {service.get('last_exit')}) "
+                       "and is being restarted; answers wait for it.",
+                       icon=":material/restart_alt:")
+        elif service.get("state") == "failed":
+            st.error(f"The model service keeps stopping and was not restarted: "
+                     f"{service.get('last_error')}", icon=":material/error:")
 navigation.run()
