@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 async def router(model_home, running_model_service):
     from flowloom.backends.server.kbs_api import demo_corpus
     from flowloom.retrievers.errors import KnowledgeBaseExists
-    from flowloom.retrievers.kb import knowledge_bases
+    from flowloom.retrievers.kb import close_knowledge_bases, knowledge_bases
 
     ctx = replace(default_build_context(home=model_home), flows=FolderFlows(examples_dir()))
     kbs = knowledge_bases(model_home, ctx.models)
@@ -32,7 +32,9 @@ async def router(model_home, running_model_service):
         kbs.create("demo")
     await kbs.aingest("demo", sorted(demo_corpus().glob("*.md")))  # unchanged files: no-op
     flow = load_flow(examples_dir() / "support_router.json").flow
-    return FlowRunner(flow, compile_flow(flow, ctx=ctx, checkpointer=InMemorySaver()))
+    yield FlowRunner(flow, compile_flow(flow, ctx=ctx, checkpointer=InMemorySaver()))
+    # Milvus Lite lets one process open a file: later tests' servers (flowloom up) open it
+    close_knowledge_bases(model_home)
 
 
 async def test_a_data_question_goes_to_the_sql_flow(router, model_home):
