@@ -98,6 +98,8 @@ async def open_checkpointer(
         conn = url.replace("postgresql+psycopg://", "postgresql://")  # type: ignore[union-attr]
         async with AsyncExitStack() as stack:
             try:
+                # reach the server once first: a pool would retry for its whole timeout
+                await (await psycopg.AsyncConnection.connect(conn, connect_timeout=10)).close()
                 # a pool, not one connection: concurrent runs write their checkpoints side
                 # by side instead of queueing behind one connection's lock
                 pool = await stack.enter_async_context(AsyncConnectionPool(
