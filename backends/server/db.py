@@ -95,6 +95,14 @@ class Database:
                     if column not in await self.columns(table):
                         raise
 
+    async def batch_claiming(self, statements: Sequence[Statement], thread_id: str,
+                             run_id: str) -> bool:
+        """`batch`, whose statements insert `run_id` as running; False (and the run left
+        pending) when another run of the thread is running on a server sharing the
+        database. One server per SQLite file: its own lock orders its runs."""
+        await self.batch(statements)
+        return True
+
     async def claim_run(self, thread_id: str, run_id: str, owner: str, now: str) -> bool:
         """Mark `run_id` running if no other run of its thread is running, atomically for
         every server sharing the database; False when one is (its server executes it).
@@ -209,6 +217,20 @@ class _Postgres(Database):
             await conn.execute("UPDATE fl_runs SET status = 'running', owner = %s, "
                                "updated_at = %s WHERE run_id = %s", (owner, now, run_id))
             return True
+
+    async def batch_claiming(self, statements: Sequence[Statement], thread_id: str,
+                             run_id: str) -> bool:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (thread_id,))
+            busy = await (await conn.execute(
+                "SELECT 1 FROM fl_runs WHERE thread_id = %s AND status = 'running' "
+                "AND run_id <> %s LIMIT 1", (thread_id, run_id))).fetchone()
+            for sql, params in statements:
+                await conn.execute(sql.replace("?", "%s"), tuple(params))
+            if busy is not None:
+                await conn.execute("UPDATE fl_runs SET status = 'pending' WHERE run_id = %s",
+                                   (run_id,))
+            return busy is None
 
     async def batch(self, statements: Sequence[Statement]) -> list[int]:
         async with self.pool.connection() as conn, conn.transaction():

@@ -263,11 +263,12 @@ class RunManager:
                     await self.cancel(old, action=req.multitask_strategy, wait=True)
         run_id = str(uuid.uuid4())
         # Nothing ahead of it on its thread: stored as running at once (one commit less).
-        # With servers sharing a database, a run on an existing thread starts through a
-        # claim (`_claim`); a stateless run's thread is new and nobody else's
+        # With servers sharing a database, a run on an existing thread is claimed in that
+        # same transaction (stored pending when another server runs the thread, and then
+        # claimed by `_claim`); a stateless run's thread is new and nobody else's
         starts_now = (thread_id not in self._active and thread_id not in self._starting
-                      and not self.locks.busy(thread_id)
-                      and (self.store.db.kind == "sqlite" or stateless))
+                      and not self.locks.busy(thread_id))
+        shared = self.store.db.kind != "sqlite" and not stateless
         kwargs = {"input": req.input, "command": req.command, "config": req.config,
                   "stream_mode": req.stream_mode, "interrupt_before": req.interrupt_before,
                   "interrupt_after": req.interrupt_after}
@@ -277,7 +278,8 @@ class RunManager:
                 run_id, thread_id, flow.assistant_id, metadata=req.metadata, kwargs=kwargs,
                 multitask_strategy=req.multitask_strategy, owner=self.owner, graph_id=flow.id,
                 thread=thread, create_thread=create_thread,
-                status="running" if starts_now else "pending", owner_key=who.owner)
+                status="running" if starts_now else "pending", owner_key=who.owner,
+                claim=shared)
         finally:
             self._starting.discard(thread_id)
         handle = RunHandle(run, flow, owner_key=who.owner)

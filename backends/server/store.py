@@ -221,12 +221,14 @@ class ServerStore:
         self, run_id: str, thread_id: str, assistant_id: str, *, metadata: dict[str, Any],
         kwargs: dict[str, Any], multitask_strategy: str, owner: str, graph_id: str,
         thread: dict[str, Any] | None, create_thread: bool = False, status: str = "pending",
-        owner_key: str | None = None,
+        owner_key: str | None = None, claim: bool = False,
     ) -> dict[str, Any]:
         """One transaction for a new run: its row (`status`: pending, or running when it
         starts at once), and its thread marked busy for `graph_id` (`thread`: the thread as
         read before; `create_thread`: insert it, or leave an existing one as it is but
-        busy; `owner_key`: the API key the run, and a thread it creates, belong to)."""
+        busy; `owner_key`: the API key the run, and a thread it creates, belong to).
+        `claim`: a running run is stored pending instead when another run of its thread
+        runs on a server sharing the database (the returned row says which)."""
         row, insert_run = _run_insert(run_id, thread_id, assistant_id, metadata=metadata,
                                       kwargs=kwargs, multitask_strategy=multitask_strategy,
                                       owner=owner, status=status, owner_key=owner_key)
@@ -253,7 +255,11 @@ class ServerStore:
             statements.append((
                 "UPDATE fl_threads SET status = ?, updated_at = ?, graph_id = ? "
                 "WHERE thread_id = ?", ("busy", now, graph_id, thread_id)))
-        await self.db.batch(statements)
+        if claim and status == "running":
+            if not await self.db.batch_claiming(statements, thread_id, run_id):
+                row["status"] = "pending"
+        else:
+            await self.db.batch(statements)
         return _run(row)
 
     async def finish_run(self, thread_id: str, run_id: str, *, status: str,
