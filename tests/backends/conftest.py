@@ -16,6 +16,10 @@ deployment's `api_base` picks what it gets. A prefix is a behaviour, optionally
 - `drop3`: a stream whose connection drops after 3 tokens (`drop0`: before any);
 - `slow2`: the `ok` answer, each token 2 s apart (a model that takes its time);
 - `lag200`: the `ok` answer (chat or embeddings), 200 ms late.
+- `cut`: the `ok` answer as a model honouring `stop` (cut before the first stop sequence)
+  and `max_tokens` (a word is a token: the first N, finish_reason `length`);
+- `tooluse`: with tools offered, calls the first one (`{"query": "weather"}`) unless the
+  conversation ends with a tool result, answered `Tool said: <result>`; streams both.
 
 `stream`, `tool` and the faults apply to chat completions and embeddings; a fault with
 `xN` counts both. `status503x2.a` answers 503 twice, then like `ok`.
@@ -27,6 +31,7 @@ arrival time in `FakeOpenAI.arrivals[prefix]`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -34,6 +39,7 @@ import re
 import socket
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -49,7 +55,7 @@ EMBED_DIM = 4
 HANG_S = 120.0  # how long `hang` holds a request whose client stays
 
 _PREFIX = re.compile(
-    r"(?P<kind>ok|fail|tool|hang|status|ratelimit|badjson|drop|slow|lag)(?P<arg>\d*)"
+    r"(?P<kind>ok|fail|tooluse|tool|hang|status|ratelimit|badjson|drop|slow|lag|cut)(?P<arg>\d*)"
     r"(?:x(?P<times>\d+))?(?:\.(?P<tag>[\w-]+))?")
 
 
@@ -129,6 +135,52 @@ def _tool_message(body: dict[str, Any]) -> dict[str, Any]:
             }
         ],
     }
+
+
+def _like_a_model(kind: str, model: str, body: dict[str, Any]) -> tuple[str | None,
+                                                                        dict[str, Any] | None,
+                                                                        str]:
+    """`cut` and `tooluse`: (text, tool call, finish_reason) of the answer to `body`."""
+    messages = body.get("messages") or [{}]
+    if kind == "tooluse":
+        last = messages[-1]
+        if last.get("role") == "tool":
+            return f"Tool said: {last.get('content')}", None, "stop"
+        if body.get("tools"):
+            call = _tool_message(body)["tool_calls"][0]
+            return None, call, "tool_calls"
+        return REPLY, None, "stop"
+    text, finish = REPLY, "stop"
+    for stop in body.get("stop") or []:
+        text = text.split(stop, 1)[0]
+    limit = body.get("max_tokens") or body.get("max_completion_tokens")
+    if limit is not None and len(text.split(" ")) > limit:
+        text, finish = " ".join(text.split(" ")[:limit]), "length"
+    return text, None, finish
+
+
+async def _sse_like_a_model(model: str, include_usage: bool, text: str | None,
+                            call: dict[str, Any] | None, finish: str) -> AsyncIterator[bytes]:
+    base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": model}
+
+    def event(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        return f"data: {json.dumps({**base, 'choices': [choice]})}\n\n".encode()
+
+    yield event({"role": "assistant", "content": ""})
+    for i, word in enumerate((text or "").split(" ") if text else []):
+        yield event({"content": (" " if i else "") + word})
+    if call is not None:
+        head = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
+        yield event({"tool_calls": [{"index": 0, **head}]})
+        yield event({"tool_calls": [{"index": 0, "function": {
+            "arguments": call["function"]["arguments"]}}]})
+    yield event({}, finish)
+    if include_usage:
+        usage = {**base, "choices": [], "usage": _usage(7, len((text or "").split()))}
+        yield f"data: {json.dumps(usage)}\n\n".encode()
+    yield b"data: [DONE]\n\n"
 
 
 class _Dropped(Exception):
@@ -250,6 +302,17 @@ def make_app(server: FakeOpenAI) -> FastAPI:
         if (failed := await fault(prefix, seen, request)) is not None:
             return failed
         model = body.get("model", "fake")
+        behaviour = Behaviour.parse(prefix)
+        if behaviour is not None and behaviour.kind in ("cut", "tooluse"):
+            text, call, finish = _like_a_model(behaviour.kind, model, body)
+            if body.get("stream"):
+                include = bool((body.get("stream_options") or {}).get("include_usage"))
+                return StreamingResponse(_sse_like_a_model(model, include, text, call, finish),
+                                         media_type="text/event-stream")
+            message = {"role": "assistant", "content": text}
+            if call is not None:
+                message["tool_calls"] = [call]
+            return _completion(model, message, finish)
         stream_fault, after, pause = broken(prefix, seen)
         if body.get("stream"):
             include = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -316,3 +379,41 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# -- databases and keys of a test's own ---------------------------------------------------
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@contextlib.contextmanager
+def own_pg_database(prefix: str) -> Iterator[str]:
+    """A Postgres database of the caller's own (keys or crons in the shared `test` database
+    would reach every other test using it), dropped at the end; skips the test when
+    PostgreSQL is not reachable on 127.0.0.1:5432."""
+    psycopg = pytest.importorskip("psycopg")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+async def make_keys(database: str) -> dict[str, str]:
+    """Keys `a` and `b` (role user) and `admin` in `database`: name -> secret."""
+    from flowloom.backends.server.db import open_database
+    from flowloom.backends.server.keys import KeyStore
+
+    async with open_database(database) as db:
+        store = KeyStore(db)
+        await store.setup()
+        keys = {}
+        for name, role in (("a", "user"), ("b", "user"), ("admin", "admin")):
+            _, keys[name] = await store.create(role, name=name)
+        return keys
