@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -15,6 +14,7 @@ from langgraph_sdk import get_client
 
 from flowloom.backends.server import ServerSettings, create_app
 from flowloom.flows.context import BuildContext
+from tests.backends.conftest import own_pg_database
 from tests.backends.test_server_protocol import run_server
 from tests.fakes import ScriptedModels
 
@@ -28,18 +28,8 @@ def _slow(messages) -> str:
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    name = f"fl_replicas_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+    with own_pg_database("fl_replicas") as url:
+        yield url
 
 
 async def test_runs_sent_to_two_servers_take_turns_on_a_thread(tmp_path, database):
