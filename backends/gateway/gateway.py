@@ -327,13 +327,20 @@ class Gateway:
 
     async def aembed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
         """Embed `texts` with the embedding alias `model`, in batches; one vector per text."""
+        vectors, _tokens = await self.aembed_counted(model, texts)
+        return vectors
+
+    async def aembed_counted(self, model: str, texts: Sequence[str]
+                             ) -> tuple[list[list[float]], int]:
+        """`aembed`, and the prompt tokens the calls used (as the provider reported)."""
         self._check(model)
         if not texts:
-            return []
+            return [], 0
         router = self._router or await self._arouter()
         if model in self._blocked:
             raise ModelCallError(model, self._blocked[model])
         vectors: list[list[float]] = []
+        tokens = 0
         size = self._embed_batch_size
         for offset in range(0, len(texts), size):
             batch = list(texts[offset:offset + size])
@@ -350,12 +357,13 @@ class Gateway:
             vectors.extend(list(item["embedding"]) for item in data)
             hidden = response._hidden_params
             usage = getattr(response, "usage", None)
+            tokens += (usage.prompt_tokens or 0) if usage else 0
             self._log.add(CallRecord(
                 model, hidden.get("model_id"), "embedding",
                 usage.prompt_tokens if usage else None, None,
                 hidden.get("response_cost"), latency, None, True, None, time.time(),
             ))
-        return vectors
+        return vectors, tokens
 
     async def ahealth(self) -> list[DeploymentHealth]:
         """Check each deployment cheaply (`GET {api_base}/models`); starts nothing."""

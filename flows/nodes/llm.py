@@ -2,6 +2,11 @@
 
 The system and user prompts are inline templates (`system`, `prompt`) or stored,
 versioned prompts (`system_prompt`, `prompt_ref`: `name@version` or `name@latest`).
+
+A client's request may set the model call's parameters of the node that answers it (the
+OpenAI-compatible endpoint does: `max_tokens`, `stop`, `temperature`, `response_format`,
+`tools`, ...): `config["configurable"][REQUEST_KEY]` maps node ids to parameters, which
+replace the node's own for that run. `Params.request_options()` says which it takes.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from flowloom.flows.nodes._common import (
@@ -25,7 +31,15 @@ from flowloom.flows.nodes._sources import sources_list, sources_prompt
 from flowloom.flows.registry import NodeContext, NodeType, StateRef
 from flowloom.flows.templates import Template
 
-__all__ = ["NODE_TYPE", "Params", "build"]
+__all__ = ["NODE_TYPE", "REQUEST_KEY", "Params", "build"]
+
+REQUEST_KEY = "flowloom_request"
+"""`config["configurable"][REQUEST_KEY]`: {node id: model call parameters} a client's
+request sets on the nodes that answer it, over the nodes' own (see the module doc)."""
+
+_SAMPLING = frozenset({"max_tokens", "stop", "temperature", "top_p", "seed", "presence_penalty",
+                       "frequency_penalty", "response_format"})
+_TOOLS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})
 
 
 class Params(BaseModel):
@@ -69,6 +83,12 @@ class Params(BaseModel):
         return check_prompt_ref(value, inline=info.data.get(inline, ""), inline_name=inline,
                                 ref_name=str(info.field_name))
 
+    def request_options(self) -> frozenset[str]:
+        """The request parameters this node honours when it answers a client
+        (`REQUEST_KEY`): sampling and `response_format` always; client tools only when it
+        appends to the conversation it reads (`messages`), where tool results come back."""
+        return _SAMPLING | _TOOLS if self.output == "messages" and self.history else _SAMPLING
+
 
 def state_refs(params: Params) -> Iterator[StateRef]:
     yield from template_refs("system", params.system)
@@ -95,8 +115,10 @@ def build(params: Params, ctx: NodeContext) -> Any:
     output = params.output
     context = params.context
     as_message = is_messages_field(ctx, output)
+    node_id = ctx.node_id
 
-    async def llm_chat(state: dict[str, Any]) -> dict[str, Any]:
+    async def llm_chat(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any]:
+        request = ((config.get("configurable") or {}).get(REQUEST_KEY) or {}).get(node_id) or {}
         messages: list[BaseMessage] = []
         system_text = system.render(state) if system is not None else ""
         if context:
@@ -107,8 +129,8 @@ def build(params: Params, ctx: NodeContext) -> Any:
             messages.extend(state.get("messages") or [])
         if prompt is not None:
             messages.append(HumanMessage(prompt.render(state)))
-        answer = await model.ainvoke(messages)
-        if context and params.list_sources:
+        answer = await model.ainvoke(messages, **request)
+        if context and params.list_sources and "response_format" not in request:
             listed = sources_list(answer.text, state.get(context))
             if listed:
                 answer = answer.model_copy(update={"content": f"{answer.text}\n\n{listed}"})
