@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Hashable
 from functools import wraps
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
 
 from langchain_core.messages import AnyMessage
 
@@ -30,12 +30,14 @@ from langgraph.graph import START as LG_START
 from langgraph.graph import StateGraph
 from langgraph.graph.message import add_messages
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
+from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only from 3.12
 
 from flowloom.flows.context import BuildContext
 from flowloom.flows.errors import FlowBuildError, FlowValidationError
 from flowloom.flows.format import END, START, Flow, StateField
 from flowloom.flows.registry import NodeContext, NodeRegistry, default_registry
-from flowloom.flows.validate import validate_document
+from flowloom.flows.validate import checked_params, validate_document
 
 __all__ = ["build_graph", "compile_flow", "state_schema"]
 
@@ -119,14 +121,17 @@ def build_graph(
     """Lower `flow` to an uncompiled StateGraph (validating it first)."""
     registry = registry or default_registry()
     ctx = ctx or BuildContext()
-    _, problems = validate_document(flow.model_dump(mode="json"), registry)
-    if problems:
-        raise FlowValidationError(problems, source=flow.id)
+    parsed = checked_params(flow, registry)
+    if parsed is None:  # not validated by this registry yet (a flow built in code)
+        checked, problems = validate_document(flow.model_dump(mode="json"), registry)
+        if checked is None:
+            raise FlowValidationError(problems, source=flow.id)
+        parsed = checked_params(checked, registry) or {}
     graph: StateGraph = StateGraph(state_schema(flow))
     routers: dict[str, str] = {}
     for node in flow.nodes:
         node_type = registry.get(node.type)
-        params = node_type.params.model_validate(node.params)
+        params = parsed[node.id]
         try:
             fn = node_type.build(params, NodeContext(node.id, flow, ctx))
         except FlowBuildError:
@@ -155,13 +160,16 @@ def compile_flow(
     registry: NodeRegistry | None = None,
     ctx: BuildContext | None = None,
     checkpointer: BaseCheckpointSaver | None = None,
+    store: BaseStore | None = None,
     interrupt_before: list[str] | None = None,
     interrupt_after: list[str] | None = None,
 ) -> CompiledStateGraph:
-    """Compile `flow` into a runnable LangGraph graph named after the flow id."""
+    """Compile `flow` into a runnable LangGraph graph named after the flow id; `store` is
+    the long-term memory its nodes get (`memory.put`, `memory.search`)."""
     graph = build_graph(flow, registry=registry, ctx=ctx)
     compiled = graph.compile(
         checkpointer=checkpointer,
+        store=store,
         interrupt_before=interrupt_before,
         interrupt_after=interrupt_after,
         name=flow.id,

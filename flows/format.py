@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 __all__ = [
     "END",
@@ -145,6 +145,10 @@ class Flow(_Model):
         description="Stored prompt versions the nodes use, by `name@version` (written by "
         "export, so that an import brings them along).",
     )
+
+    # set by validation (validate.py): the registry that checked the flow and each node's
+    # parsed params, so that compiling it neither validates it again nor re-parses them
+    _checked: tuple[Any, dict[str, Any]] | None = PrivateAttr(default=None)
 
     def node(self, node_id: str) -> NodeSpec:
         for node in self.nodes:

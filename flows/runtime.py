@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langchain_core.runnables import RunnableConfig
@@ -115,11 +115,21 @@ class FlowRunner:
         elif thread_id is not None:
             raise FlowRunError("threads need a checkpointer; this runner has none")
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}} if thread_id else {}
-        if self._defaults:
-            is_new = thread_id is None or not (await self.graph.aget_state(config)).values
-            if is_new:
-                graph_input = {**self._defaults, **graph_input}
+        graph_input = await self.with_defaults(graph_input, config,
+                                               new_thread=True if thread_id is None else None)
         return graph_input, config, thread_id
+
+    async def with_defaults(self, graph_input: Any, config: RunnableConfig, *,
+                            new_thread: bool | None = None) -> Any:
+        """`graph_input` (state fields) over the flow's declared defaults when the run
+        starts a thread: one with no state yet (`new_thread`: when the caller knows). Every
+        run path seeds them here: the CLI, `/runs` and `/v1`. Other input (None, a
+        Command) is left as it is."""
+        if not self._defaults or not isinstance(graph_input, dict):
+            return graph_input
+        if new_thread is None:
+            new_thread = not (await self.graph.aget_state(config)).values
+        return {**self._defaults, **graph_input} if new_thread else graph_input
 
     async def ainvoke(
         self, value: str | dict[str, Any] | None, *, thread_id: str | None = None,
@@ -143,7 +153,8 @@ class FlowRunner:
         resume: Any = None,
     ) -> AsyncIterator[RunEvent]:
         """Stream node updates (and model tokens), then a final 'done' event. `config`:
-        more LangGraph config for the run (callbacks, metadata), never its thread.
+        more LangGraph config for the run (callbacks, metadata, configurable values), never
+        its thread.
         `resume`: the answer to what the thread is paused for (no `value` then)."""
         graph_input: Any
         if resume is not None:
@@ -152,13 +163,18 @@ class FlowRunner:
             if thread_id is None or not self.has_checkpointer:
                 raise FlowRunError("resuming needs the thread that paused (and its "
                                    "checkpoints)")
-            config_of = {"configurable": {"thread_id": thread_id}}
-            if not (await self.graph.aget_state(config_of)).interrupts:  # type: ignore[arg-type]
+            config_of: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+            if not (await self.graph.aget_state(config_of)).interrupts:
                 raise FlowRunError(f"thread {thread_id} is not waiting for anything")
             graph_input, thread_config = Command(resume=resume), config_of
         else:
             graph_input, thread_config, thread_id = await self._prepare(value, thread_id)
-        config = {**(config or {}), **thread_config}  # type: ignore[assignment]
+        run_config = cast(RunnableConfig, {
+            **(config or {}), **thread_config,
+            # the caller's configurable values too (a node's request overrides, a checkpoint
+            # to go on from); the thread is always this run's
+            "configurable": {**(config or {}).get("configurable", {}),
+                             **thread_config.get("configurable", {})}})
         modes: list[StreamMode] = ["updates", "values"]
         if tokens:
             modes.append("messages")
@@ -166,7 +182,8 @@ class FlowRunner:
         node_seconds: dict[str, float] = {}
         values: dict[str, Any] = {}
         interrupts: list[Any] = []
-        parts: AsyncIterator[Any] = self.graph.astream(graph_input, config, stream_mode=modes)
+        parts: AsyncIterator[Any] = self.graph.astream(graph_input, run_config,
+                                                       stream_mode=modes)
         async for mode, chunk in parts:
             if mode == "messages":
                 message, _meta = chunk

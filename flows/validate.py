@@ -28,7 +28,8 @@ from flowloom.flows.format import (
 from flowloom.flows.registry import NodeRegistry, NodeType, UnknownNodeType, closest
 from flowloom.flows.templates import Template, TemplateError
 
-__all__ = ["node_facts", "pydantic_problems", "validate_document", "validate_params"]
+__all__ = ["checked_params", "node_facts", "pydantic_problems", "validate_document",
+           "validate_params"]
 
 
 def _path(loc: Iterable[Any], prefix: str = "") -> str:
@@ -112,8 +113,21 @@ def validate_document(doc: Any, registry: NodeRegistry) -> tuple[Flow | None, li
         problems = pydantic_problems(exc, "", Flow)
         problems += _node_problems_from_raw(doc, registry)
         return None, _dedupe(problems)
-    problems = _Checker(flow, registry).run()
-    return (flow if not problems else None), problems
+    checker = _Checker(flow, registry)
+    problems = checker.run()
+    if problems:
+        return None, problems
+    flow._checked = (registry, {nid: params for nid, (_, params) in checker.types.items()})
+    return flow, problems
+
+
+def checked_params(flow: Flow, registry: NodeRegistry) -> dict[str, Any] | None:
+    """Each node's parsed params, when `registry` validated this very flow object (a flow
+    is validated once: the compiler takes them from here); None when it did not."""
+    checked = flow._checked
+    if checked is None or checked[0] is not registry:
+        return None
+    return checked[1]
 
 
 def node_facts(doc: Any, registry: NodeRegistry) -> dict[str, dict[str, Any]]:

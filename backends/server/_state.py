@@ -54,12 +54,17 @@ def _checkpoint(config: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def snapshot_dict(snapshot: Any) -> dict[str, Any]:
     """A LangGraph StateSnapshot in the API's ThreadState shape."""
-    tasks = [
-        {"id": t.id, "name": t.name, "path": to_jsonable(t.path),
-         "error": str(t.error) if t.error else None, "interrupts": to_jsonable(t.interrupts),
-         "checkpoint": None, "state": None, "result": to_jsonable(getattr(t, "result", None))}
-        for t in snapshot.tasks
-    ]
+    tasks = []
+    for t in snapshot.tasks:
+        # a subgraph's task: its own state (asked for with subgraphs=True), else where it is
+        sub = t.state
+        tasks.append({
+            "id": t.id, "name": t.name, "path": to_jsonable(t.path),
+            "error": str(t.error) if t.error else None, "interrupts": to_jsonable(t.interrupts),
+            "checkpoint": _checkpoint(sub) if isinstance(sub, dict) else None,
+            "state": snapshot_dict(sub) if sub is not None and not isinstance(sub, dict)
+            else None,
+            "result": to_jsonable(getattr(t, "result", None))})
     return {
         "values": to_jsonable(snapshot.values),
         "next": list(snapshot.next),

@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -31,20 +32,25 @@ from starlette.types import Receive, Scope, Send
 from flowloom.backends.model_watch import ModelServiceWatch
 from flowloom.backends.server import (
     assistants_api,
+    crons_api,
     flows_api,
     kbs_api,
     observe_api,
     prompts_api,
     runs_api,
+    store_api,
     system_api,
     threads_api,
 )
 from flowloom.backends.server._bodies import BodyLimits
 from flowloom.backends.server._http import http_protocol
 from flowloom.backends.server._openapi import install_openapi
+from flowloom.backends.server._query import refuse_unknown_query
 from flowloom.backends.server._state import Services
 from flowloom.backends.server.auth import install_auth
 from flowloom.backends.server.catalog import FlowCatalog
+from flowloom.backends.server.cron_scheduler import CronScheduler
+from flowloom.backends.server.crons import Crons, CronStore, utc_now
 from flowloom.backends.server.db import open_database
 from flowloom.backends.server.errors import (
     BadRequest,
@@ -54,6 +60,8 @@ from flowloom.backends.server.errors import (
     ServerError,
 )
 from flowloom.backends.server.flows_api import load_saved_flows
+from flowloom.backends.server.items import OwnedStore, StoreIndex
+from flowloom.backends.server.keys import KeyStore
 from flowloom.backends.server.liveness import Liveness
 from flowloom.backends.server.metrics import install_metrics
 from flowloom.backends.server.runs import RunManager
@@ -95,6 +103,12 @@ class ServerSettings:
     redis_url: str | None = None
     # a run's wall time once it executes (then it ends with status "timeout"); None: none
     run_timeout_s: float | None = 3600.0
+    # crons: the longest the scheduler sleeps between looks at the database (a cron made
+    # on another server fires at most this late), and its clock (tests move their own)
+    cron_tick_s: float = 5.0
+    cron_clock: Callable[[], datetime] = field(default=utc_now, compare=False)
+    # semantic search over store items: the embedding alias and default fields (None: off)
+    store_index: StoreIndex | None = field(default_factory=StoreIndex)
 
 
 def _location(loc: Any) -> str:
@@ -213,7 +227,11 @@ def create_app(settings: ServerSettings | None = None, *,
             if build_ctx.prompts is None:  # /prompts and flows' prompt refs need one
                 build_ctx = replace(build_ctx, prompts=PromptStore(
                     (settings.home or flowloom_home()) / "prompts"))
-            catalog = FlowCatalog(saver, build_ctx, registry=registry)
+            # store items (/store, and nodes' long-term memory) before flows compile
+            items = await store_api.attach(app, stack, db, models=build_ctx.models,
+                                           index=settings.store_index)
+            catalog = FlowCatalog(saver, build_ctx, registry=registry,
+                                  store=OwnedStore(items))
             for folder in settings.flows_dirs:
                 catalog.load_dir(folder)
             store = ServerStore(db)
@@ -231,6 +249,14 @@ def create_app(settings: ServerSettings | None = None, *,
             stack.push_async_callback(watch.stop)
             app.state.flowloom_model_watch = watch
             await guard.start(app.state.flowloom)
+            # crons fire while the server runs (after the keys table exists: runs as keys)
+            scheduler = CronScheduler(CronStore(db), runs, KeyStore(db),
+                                      tick_s=settings.cron_tick_s, clock=settings.cron_clock)
+            app.state.flowloom_crons = Crons(CronStore(db), runs, clock=settings.cron_clock,
+                                             changed=scheduler.wake)
+            app.state.flowloom_cron_scheduler = scheduler
+            await scheduler.start()
+            stack.push_async_callback(scheduler.stop)
             metrics.start(app.state.flowloom)
             await observe_api.attach(app, stack)  # node timelines, route decisions
             await kbs_api.attach(app, stack, home=settings.home or flowloom_home(),
@@ -238,6 +264,7 @@ def create_app(settings: ServerSettings | None = None, *,
             try:
                 yield
             finally:
+                await scheduler.stop()  # no run started while runs shut down
                 await runs.shutdown()
 
     app = FastAPI(title="flowloom", version="0.1.0", lifespan=lifespan,
@@ -250,11 +277,12 @@ def create_app(settings: ServerSettings | None = None, *,
     _install_cors(app, settings)  # outermost: preflights need no key, refusals get headers
     # runs first: the routes every run request goes through are matched first (FastAPI
     # tries routes in order; no path of one module matches another module's)
-    for module in (runs_api, system_api, flows_api, assistants_api, threads_api):
+    for module in (runs_api, system_api, flows_api, assistants_api, threads_api, crons_api):
         app.include_router(module.router)
     app.include_router(observe_api.router)  # /models, /observe/...
     app.include_router(kbs_api.router)  # /kbs
     app.include_router(prompts_api.router)  # /prompts
+    app.include_router(store_api.router)  # /store
     try:
         from flowloom.backends.server.openai_compat import openai_router
     except ImportError:
@@ -262,6 +290,7 @@ def create_app(settings: ServerSettings | None = None, *,
     else:
         app.include_router(openai_router(lambda: app.state.flowloom.catalog,
                                          lambda: app.state.flowloom.runs))
+    refuse_unknown_query(app)  # last: every route is in
     return app
 
 

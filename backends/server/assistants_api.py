@@ -5,11 +5,18 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
+from pydantic import create_model
 
 from flowloom.backends.server._state import services, system_assistant
 from flowloom.backends.server.errors import BadRequest, Conflict, NotFound
-from flowloom.backends.server.schemas import AssistantCreate, AssistantPatch, AssistantSearch
+from flowloom.backends.server.schemas import (
+    AssistantCreate,
+    AssistantLatest,
+    AssistantPatch,
+    AssistantSearch,
+    AssistantVersions,
+)
 from flowloom.backends.server.tenancy import Principal, access
 from flowloom.backends.server.threads_api import Caller
 
@@ -74,7 +81,7 @@ async def create_assistant(body: AssistantCreate, request: Request,
 
 
 @router.post("/assistants/search", openapi_extra=OWNED)
-async def search_assistants(body: AssistantSearch, request: Request,
+async def search_assistants(body: AssistantSearch, request: Request, response: Response,
                             who: Caller) -> list[dict[str, Any]]:
     found = [
         a for a in await _all(request, who)
@@ -82,8 +89,11 @@ async def search_assistants(body: AssistantSearch, request: Request,
         and (body.name is None or body.name.lower() in (a["name"] or "").lower())
         and all(a["metadata"].get(k) == v for k, v in (body.metadata or {}).items())
     ]
-    if body.sort_by in ("assistant_id", "graph_id", "name", "created_at", "updated_at"):
-        found.sort(key=lambda a: str(a[body.sort_by]), reverse=body.sort_order == "desc")
+    if body.sort_by is not None:
+        key = body.sort_by
+        found.sort(key=lambda a: str(a[key] or ""), reverse=body.sort_order != "asc")
+    if len(found) > body.offset + body.limit:
+        response.headers["X-Pagination-Next"] = str(body.offset + body.limit)
     found = found[body.offset:body.offset + body.limit]
     if body.select:
         found = [{k: a[k] for k in body.select if k in a} for a in found]
@@ -92,8 +102,8 @@ async def search_assistants(body: AssistantSearch, request: Request,
 
 @router.post("/assistants/count", openapi_extra=OWNED)
 async def count_assistants(body: AssistantSearch, request: Request, who: Caller) -> int:
-    body.limit, body.offset = 1000, 0
-    return len(await search_assistants(body, request, who))
+    body.limit, body.offset, body.select = 1000, 0, None
+    return len(await search_assistants(body, request, Response(), who))
 
 
 @router.get("/assistants/{assistant_id}", openapi_extra=OWNED)
@@ -114,20 +124,57 @@ async def update_assistant(assistant_id: str, body: AssistantPatch,
 
 
 @router.delete("/assistants/{assistant_id}", status_code=204, openapi_extra=OWNED)
-async def delete_assistant(assistant_id: str, request: Request, who: Caller) -> None:
+async def delete_assistant(assistant_id: str, request: Request, who: Caller,
+                           delete_threads: bool = False) -> None:
+    """Delete the assistant; `delete_threads`: and the threads its runs made or used
+    (metadata.assistant_id), their runs and checkpoints, as the caller may see them.
+    Threads with runs in progress are refused (409), and nothing is deleted then."""
+    svc = services(request)
     assistant = await _get(request, assistant_id, who)
     if assistant["metadata"].get("created_by") == "system":
         raise BadRequest("system assistants are deleted with their flow (DELETE /flows/{id})")
-    await services(request).store.delete_assistant(assistant["assistant_id"])
+    threads: list[dict[str, Any]] = []
+    if delete_threads:
+        threads = await svc.store.search_threads(
+            metadata={"assistant_id": assistant["assistant_id"]}, limit=None, offset=0,
+            who=who)
+        for thread in threads:
+            if await svc.store.active_runs(thread["thread_id"]):
+                raise Conflict(f"thread {thread['thread_id']} has runs in progress; cancel "
+                               "them first")
+    await svc.store.delete_assistant(assistant["assistant_id"])
+    for thread in threads:
+        await svc.store.delete_thread(thread["thread_id"], who)
+        await svc.catalog.checkpointer.adelete_thread(thread["thread_id"])
 
 
 @router.post("/assistants/{assistant_id}/versions", openapi_extra=OWNED)
-async def assistant_versions(assistant_id: str, request: Request,
-                             who: Caller) -> list[dict[str, Any]]:
+async def assistant_versions(assistant_id: str, request: Request, who: Caller,
+                             body: AssistantVersions | None = None) -> list[dict[str, Any]]:
+    """The assistant's saved versions, newest first (`metadata`: those whose metadata has
+    these values)."""
+    body = body or AssistantVersions()
     assistant = await _get(request, assistant_id, who)
     if assistant["metadata"].get("created_by") == "system":
-        return [assistant]
-    return await services(request).store.assistant_versions(assistant["assistant_id"])
+        versions = [assistant]
+    else:
+        versions = await services(request).store.assistant_versions(assistant["assistant_id"])
+    wanted = body.metadata or {}
+    versions = [v for v in versions
+                if all(v["metadata"].get(k) == val for k, val in wanted.items())]
+    return versions[body.offset:body.offset + body.limit]
+
+
+@router.post("/assistants/{assistant_id}/latest", openapi_extra=OWNED)
+async def set_latest(assistant_id: str, body: AssistantLatest, request: Request,
+                     who: Caller) -> dict[str, Any]:
+    """Make one of the assistant's saved versions its current one (runs use it)."""
+    assistant = await _get(request, assistant_id, who)
+    if assistant["metadata"].get("created_by") == "system":
+        raise BadRequest("system assistants have one version, their flow's: save an earlier "
+                         "version of the flow instead (PUT /flows/{id})")
+    return await services(request).store.set_latest_version(assistant["assistant_id"],
+                                                            body.version)
 
 
 @router.get("/assistants/{assistant_id}/graph", openapi_extra=OWNED)
@@ -137,12 +184,21 @@ async def assistant_graph(assistant_id: str, request: Request, who: Caller,
     return graph.get_graph(xray=xray).to_json()
 
 
-@router.get("/assistants/{assistant_id}/schemas", openapi_extra=OWNED)
-async def assistant_schemas(assistant_id: str, request: Request,
-                            who: Caller) -> dict[str, Any]:
-    assistant = await _get(request, assistant_id, who)
-    graph = _graph(request, assistant)
+def _state_schema(graph: Any) -> dict[str, Any]:
+    """The state's channels as a JSON Schema object (each channel's update type; Any
+    where that type has no JSON Schema form), as the reference server gives it."""
+    fields: dict[str, Any] = {}
+    for name in graph.stream_channels_list:
+        kind = graph.channels[name].UpdateType
+        try:
+            create_model(name, value=(kind, None)).model_json_schema()
+            fields[name] = (kind, None)
+        except Exception:
+            fields[name] = (Any, None)
+    return create_model(graph.get_name("State"), **fields).model_json_schema()
 
+
+def _schemas(graph: Any) -> dict[str, Any]:
     def schema(getter: Any) -> Any:
         try:
             return getter()
@@ -150,17 +206,36 @@ async def assistant_schemas(assistant_id: str, request: Request,
             return None
 
     return {
-        "graph_id": assistant["graph_id"],
         "input_schema": schema(graph.get_input_jsonschema),
         "output_schema": schema(graph.get_output_jsonschema),
-        "state_schema": schema(lambda: graph.get_input_jsonschema()),
+        "state_schema": schema(lambda: _state_schema(graph)),
         "config_schema": schema(graph.get_config_jsonschema),
         "context_schema": schema(graph.get_context_jsonschema),
     }
 
 
+@router.get("/assistants/{assistant_id}/schemas", openapi_extra=OWNED)
+async def assistant_schemas(assistant_id: str, request: Request,
+                            who: Caller) -> dict[str, Any]:
+    assistant = await _get(request, assistant_id, who)
+    return {"graph_id": assistant["graph_id"], **_schemas(_graph(request, assistant))}
+
+
 @router.get("/assistants/{assistant_id}/subgraphs", openapi_extra=OWNED)
-async def assistant_subgraphs(assistant_id: str, request: Request,
-                              who: Caller) -> dict[str, Any]:
-    await _get(request, assistant_id, who)
-    return {}
+async def assistant_subgraphs(assistant_id: str, request: Request, who: Caller,
+                              recurse: bool = False) -> dict[str, Any]:
+    """The flow's subgraphs (a supervisor's flows) by namespace, with their schemas."""
+    return await _subgraphs(request, assistant_id, who, None, recurse)
+
+
+@router.get("/assistants/{assistant_id}/subgraphs/{namespace}", openapi_extra=OWNED)
+async def assistant_subgraphs_in(assistant_id: str, namespace: str, request: Request,
+                                 who: Caller, recurse: bool = False) -> dict[str, Any]:
+    return await _subgraphs(request, assistant_id, who, namespace, recurse)
+
+
+async def _subgraphs(request: Request, assistant_id: str, who: Principal,
+                     namespace: str | None, recurse: bool) -> dict[str, Any]:
+    graph = _graph(request, await _get(request, assistant_id, who))
+    return {ns: _schemas(sub) async for ns, sub in graph.aget_subgraphs(
+        namespace=namespace, recurse=recurse)}

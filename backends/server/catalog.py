@@ -18,6 +18,7 @@ from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 
 from flowloom.flows.compiler import compile_flow
 from flowloom.flows.context import BuildContext
@@ -68,7 +69,8 @@ class CompiledFlow:
 
 
 class FlowCatalog:
-    """Flows by id, compiled against one checkpointer and one build context."""
+    """Flows by id, compiled against one checkpointer and one build context; with a
+    `store`, their nodes get it (long-term memory across threads)."""
 
     def __init__(
         self,
@@ -76,8 +78,10 @@ class FlowCatalog:
         ctx: BuildContext,
         *,
         registry: NodeRegistry | None = None,
+        store: BaseStore | None = None,
     ) -> None:
         self.checkpointer = checkpointer
+        self.store = store
         self.ctx = ctx
         self.registry = registry or default_registry()
         self._flows: dict[str, CompiledFlow] = {}
@@ -97,7 +101,7 @@ class FlowCatalog:
 
     def compile(self, flow: Flow, source: str) -> CompiledFlow:
         graph = compile_flow(flow, registry=self.registry, ctx=replace(self.ctx, flows=self),
-                             checkpointer=self.checkpointer)
+                             checkpointer=self.checkpointer, store=self.store)
         return CompiledFlow(flow, graph, FlowRunner(flow, graph), source)
 
     def add(self, flow: Flow, source: str) -> CompiledFlow:

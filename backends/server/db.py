@@ -43,6 +43,14 @@ SCHEMA = [
         PRIMARY KEY (assistant_id, version))""",
     """CREATE TABLE IF NOT EXISTS fl_flows (
         flow_id TEXT PRIMARY KEY, document TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+    # crons (crons.py): times are fixed-width UTC ISO text; next_run_at NULL: not firing
+    """CREATE TABLE IF NOT EXISTS fl_crons (
+        cron_id TEXT PRIMARY KEY, assistant_id TEXT NOT NULL, thread_id TEXT,
+        schedule TEXT NOT NULL, timezone TEXT, end_time TEXT, enabled INTEGER NOT NULL,
+        on_run_completed TEXT, payload TEXT NOT NULL, metadata TEXT NOT NULL,
+        next_run_at TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+        owner_key TEXT)""",
+    "CREATE INDEX IF NOT EXISTS fl_crons_due ON fl_crons (next_run_at)",
 ]
 # Columns added after a table's first release: (table, column, type). `setup` adds those a
 # database made by an older version lacks (rows made before have them NULL).

@@ -25,13 +25,16 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.types import Command
 
+from flowloom.backends.netguard import url_problem
 from flowloom.backends.server.catalog import CompiledFlow, FlowCatalog
 from flowloom.backends.server.errors import BadRequest, Conflict, NotFound
 from flowloom.backends.server.serde import to_jsonable
 from flowloom.backends.server.store import ServerStore
 from flowloom.backends.server.tenancy import LOCAL, Principal
+from flowloom.flows.inputs import input_problems
 
-__all__ = ["RunHandle", "RunManager", "RunObserver", "RunRequest", "STREAM_MODES", "ThreadLocks"]
+__all__ = ["RunHandle", "RunManager", "RunObserver", "RunRequest", "STREAM_MODES", "ThreadLocks",
+           "as_command"]
 
 logger = logging.getLogger("flowloom.server")
 
@@ -39,7 +42,7 @@ logger = logging.getLogger("flowloom.server")
 STREAM_MODES = {
     "values": "values", "updates": "updates", "messages-tuple": "messages",
     "messages": "messages", "custom": "custom", "debug": "debug", "tasks": "tasks",
-    "checkpoints": "checkpoints",
+    "checkpoints": "checkpoints", "events": "events",  # events: astream_events v2, alone
 }
 FINAL = ("success", "error", "timeout", "interrupted")
 HEARTBEAT_S = 5.0
@@ -65,6 +68,9 @@ class RunRequest:
     if_not_exists: str = "reject"
     on_completion: str | None = None
     durability: str | None = None
+    webhook: str | None = None  # POSTed the run and its result when it ends
+    after_seconds: float | None = None  # the run waits this long before it starts
+    strict_resume: bool = False  # a resume is refused unless the thread is interrupted
 
 
 @dataclass
@@ -159,7 +165,12 @@ class ThreadLocks:
                 del self._users[thread_id], self._locks[thread_id]
 
 
-def _command(body: dict[str, Any]) -> Command[Any]:
+async def _no_parts() -> AsyncIterator[Any]:
+    return
+    yield  # an async generator with nothing in it
+
+
+def as_command(body: dict[str, Any]) -> Command[Any]:
     allowed = {"resume", "update", "goto"}
     unknown = set(body) - allowed
     if unknown:
@@ -195,9 +206,31 @@ class RunManager:
         # stateless runs deleted on completion: their checkpoints, by thread
         self._memory = InMemorySaver()
         self._ephemeral: dict[str, RunHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # webhook calls in flight
+        # GET /threads/{id}/stream followers waiting for a thread's next run: by thread
+        self._thread_waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     def handle(self, run_id: str) -> RunHandle | None:
         return self._handles.get(run_id)
+
+    def thread_handles(self, thread_id: str) -> list[RunHandle]:
+        """The runs of `thread_id` this server knows, oldest first."""
+        return [h for h in self._handles.values() if h.thread_id == thread_id]
+
+    async def next_run(self, thread_id: str, timeout: float) -> None:
+        """Wait (at most `timeout` s) until a run starts on `thread_id`."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._thread_waiters.setdefault(thread_id, []).append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._thread_waiters.get(thread_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._thread_waiters.pop(thread_id, None)
 
     async def resolve_assistant(self, assistant_id: str, who: Principal | None = None
                                 ) -> tuple[CompiledFlow, dict[str, Any]]:
@@ -214,28 +247,42 @@ class RunManager:
         raise NotFound(f"assistant {assistant_id!r} not found; graphs: "
                        f"{', '.join(self.catalog.ids()) or 'none'}")
 
-    async def create(self, thread_id: str | None, req: RunRequest,
-                     who: Principal = LOCAL) -> RunHandle:
-        """Start a run of `req` on `thread_id` (None: a stateless run on a new thread) for
-        `who`: its thread must be one `who` may see, and the run and a thread it creates
-        are `who`'s."""
+    async def check(self, req: RunRequest, who: Principal = LOCAL
+                    ) -> tuple[CompiledFlow, dict[str, Any]]:
+        """Refuse a run `who` may not start as given (its flow, and the assistant's config,
+        when it may): an unknown assistant, stream mode, webhook, input a state field
+        refuses, a recursion limit above the flow's."""
         flow, assistant_config = await self.resolve_assistant(req.assistant_id, who)
         for mode in req.stream_mode:
             if mode not in STREAM_MODES:
                 raise BadRequest(f"stream_mode {mode!r} is not supported; valid: "
                                  f"{', '.join(STREAM_MODES)}")
+        if "events" in req.stream_mode and len(set(req.stream_mode)) > 1:
+            raise BadRequest("stream_mode: events (LangChain's astream_events) cannot be "
+                             "combined with other modes on this server; ask for it alone")
+        if req.webhook is not None and (problem := url_problem(req.webhook)) is not None:
+            raise BadRequest(f"webhook: {problem}")
+        if isinstance(req.input, dict):
+            problems = input_problems(flow.flow, req.input)
+            if problems:
+                raise BadRequest("; ".join(map(str, problems)))
+        update = (req.command or {}).get("update")
+        if isinstance(update, dict) and (problems := input_problems(flow.flow, update)):
+            raise BadRequest("command.update: " + "; ".join(map(str, problems)))
         limit = {**assistant_config, **req.config}.get("recursion_limit")
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
                                   or not 1 <= limit <= flow.flow.recursion_limit):
             raise BadRequest(f"config.recursion_limit: {limit!r} is not allowed; a run may "
                              f"lower flow {flow.id!r}'s limit of {flow.flow.recursion_limit} "
                              "steps, never raise it (1 to that)")
-        if isinstance(req.input, dict):
-            unknown = sorted(k for k in req.input if k not in flow.flow.state)
-            if unknown:
-                raise BadRequest(
-                    f"input: fields {', '.join(unknown)} are not in flow {flow.id!r}, which "
-                    f"does not declare them; declared: {', '.join(flow.flow.state) or 'none'}")
+        return flow, assistant_config
+
+    async def create(self, thread_id: str | None, req: RunRequest,
+                     who: Principal = LOCAL) -> RunHandle:
+        """Start a run of `req` on `thread_id` (None: a stateless run on a new thread) for
+        `who`: its thread must be one `who` may see, and the run and a thread it creates
+        are `who`'s."""
+        flow, assistant_config = await self.check(req, who)
         stateless = thread_id is None
         thread: dict[str, Any] | None = None
         create_thread = stateless
@@ -248,6 +295,10 @@ class RunManager:
                 if req.if_not_exists != "create" or (await self.store.thread_owner(thread_id))[0]:
                     raise NotFound(f"thread {thread_id} not found")
                 create_thread = True
+        if req.strict_resume and "resume" in (req.command or {}) and (
+                thread is None or thread["status"] != "interrupted"):
+            raise BadRequest(f"strict_resume: thread {thread_id} is not waiting on an "
+                             "interrupt, so there is nothing to resume")
         active = self._active.get(thread_id)
         if active is None and thread is not None and self.store.db.kind != "sqlite":
             await self._elsewhere(thread_id, req.multitask_strategy)
@@ -267,7 +318,7 @@ class RunManager:
         # same transaction (stored pending when another server runs the thread, and then
         # claimed by `_claim`); a stateless run's thread is new and nobody else's
         starts_now = (thread_id not in self._active and thread_id not in self._starting
-                      and not self.locks.busy(thread_id))
+                      and not self.locks.busy(thread_id) and not req.after_seconds)
         shared = self.store.db.kind != "sqlite" and not stateless
         kwargs = {"input": req.input, "command": req.command, "config": req.config,
                   "stream_mode": req.stream_mode, "interrupt_before": req.interrupt_before,
@@ -284,6 +335,9 @@ class RunManager:
             self._starting.discard(thread_id)
         handle = RunHandle(run, flow, owner_key=who.owner)
         self._remember(handle)
+        for waiter in self._thread_waiters.pop(thread_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)
         self._active[thread_id] = handle
         on_completion = req.on_completion or ("delete" if stateless else "keep")
         if stateless and on_completion == "delete":
@@ -308,6 +362,26 @@ class RunManager:
         raise Conflict(f"thread {thread_id} is busy with run {busy[0]['run_id']} on another "
                        f"server; multitask_strategy {strategy} can only stop a run on the "
                        "server executing it: cancel it there, or enqueue")
+
+    def _background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _call_webhook(self, url: str, handle: RunHandle) -> None:
+        """POST the finished run (its row and its result: values, or `__error__`) to the
+        run's webhook, as the LangGraph API does; a failure is logged, never raised."""
+        import httpx
+
+        body = {**to_jsonable(handle.run), "values": handle.result}
+        try:
+            async with httpx.AsyncClient(timeout=30) as http:
+                answer = await http.post(url, json=body)
+            if answer.status_code >= 400:
+                logger.warning("webhook %s of run %s answered %s", url, handle.run_id,
+                               answer.status_code)
+        except httpx.HTTPError as exc:
+            logger.warning("webhook %s of run %s failed: %s", url, handle.run_id, exc)
 
     def saver_for(self, thread_id: str) -> BaseCheckpointSaver:
         """The checkpointer holding `thread_id`'s state: the catalog's, or the in-memory one
@@ -347,6 +421,8 @@ class RunManager:
                        assistant_config: dict[str, Any], on_completion: str) -> None:
         status = "error"
         try:
+            if req.after_seconds:  # pending until then; a cancel meanwhile stops it
+                await asyncio.sleep(req.after_seconds)
             async with self.locks.hold(handle.thread_id):
                 if handle.run["status"] != "running":
                     await self._claim(handle)
@@ -364,6 +440,8 @@ class RunManager:
             status = "interrupted"
         finally:
             await self._finish(handle, status, on_completion)
+            if req.webhook is not None:
+                self._background(self._call_webhook(req.webhook, handle))
 
     async def _claim(self, handle: RunHandle) -> None:
         """Wait until the run may execute: no other run of its thread runs, on this server
@@ -378,16 +456,28 @@ class RunManager:
         graph = handle.flow.graph
         config = self._config(handle, req, assistant_config)
         await self._notify(lambda o: o.run_started(handle, config))
-        graph_input: Any = _command(req.command) if req.command else req.input
+        graph_input: Any = as_command(req.command) if req.command else (
+            await handle.flow.runner.with_defaults(
+                req.input, config,  # type: ignore[arg-type]
+                new_thread=True if handle.thread_id in self._ephemeral else None))
         modes = list(dict.fromkeys(STREAM_MODES[m] for m in req.stream_mode))
         names = {STREAM_MODES[m]: m for m in req.stream_mode}
         partial: dict[str, Any] = {}
         try:
-            async for part in graph.astream(
-                graph_input, config, stream_mode=modes, subgraphs=req.stream_subgraphs,
-                interrupt_before=req.interrupt_before, interrupt_after=req.interrupt_after,
-                durability=req.durability,
-            ):
+            if modes == ["events"]:
+                async for event in graph.astream_events(
+                        graph_input, config, version="v2", context=req.context,
+                        interrupt_before=req.interrupt_before,
+                        interrupt_after=req.interrupt_after, durability=req.durability):
+                    await handle.publish("events", event)
+                parts: Any = _no_parts()
+            else:
+                parts = graph.astream(
+                    graph_input, config, stream_mode=modes, subgraphs=req.stream_subgraphs,
+                    interrupt_before=req.interrupt_before,
+                    interrupt_after=req.interrupt_after, durability=req.durability,
+                    context=req.context)
+            async for part in parts:
                 if req.stream_subgraphs:
                     namespace, mode, chunk = part
                 else:
@@ -401,7 +491,11 @@ class RunManager:
                 if namespace:
                     event = "|".join([event, *namespace])
                 await handle.publish(event, list(chunk) if mode == "messages" else chunk)
-            state = await graph.aget_state(config)
+            # the thread's head now: a run from an earlier checkpoint (time travel) made a
+            # new head, which the checkpoint_id in `config` would not read
+            head = {**config, "configurable": {
+                k: v for k, v in config["configurable"].items() if k != "checkpoint_id"}}
+            state = await graph.aget_state(head)
         except Exception as exc:  # the run failed: the client gets it as data
             handle.result = {"__error__": {"error": type(exc).__name__, "message": str(exc)}}
             await handle.publish("error", handle.result["__error__"])
@@ -412,7 +506,9 @@ class RunManager:
             handle.result = values
             return "interrupted"
         handle.result = values
-        return "success"
+        # stopped before a node by interrupt_before / interrupt_after: waiting, as an
+        # interrupt() is
+        return "interrupted" if state.next else "success"
 
     async def _publish_partial(self, handle: RunHandle, chunk: Any,
                                partial: dict[str, Any]) -> None:
@@ -431,8 +527,8 @@ class RunManager:
             await self._rollback_state(handle)
         thread_status = {"success": "idle", "interrupted": "interrupted",
                          "error": "error", "timeout": "error"}.get(status, "idle")
-        if handle.cancel_action is not None:
-            thread_status = "idle"
+        if handle.cancel_action is not None:  # interrupted where it was; rolled back: as before
+            thread_status = "interrupted" if handle.cancel_action == "interrupt" else "idle"
         try:
             await self.store.finish_run(thread_id, handle.run_id, status=status,
                                         thread_status=thread_status, delete_run=rollback,
@@ -531,5 +627,6 @@ class RunManager:
         for handle in list(self._active.values()):
             await self.cancel(handle, wait=False)
         tasks = [h.task for h in self._handles.values() if h.task and not h.task.done()]
+        tasks += list(self._tasks)  # webhooks of runs that just ended
         if tasks:
             await asyncio.wait(tasks, timeout=5)

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import Field
 from starlette.types import Receive, Scope, Send
 
 from flowloom.backends.server._state import services
 from flowloom.backends.server.errors import BadRequest, NotFound
 from flowloom.backends.server.runs import FINAL, HEARTBEAT_S, RunHandle, RunRequest
-from flowloom.backends.server.schemas import MAX_OFFSET, CancelRuns, RunCreate
+from flowloom.backends.server.schemas import (
+    MAX_OFFSET,
+    BatchRunCreate,
+    CancelRuns,
+    RunCreate,
+    RunField,
+)
 from flowloom.backends.server.serde import dumps
 from flowloom.backends.server.tenancy import Principal, access
 from flowloom.backends.server.threads_api import Caller, get_thread
@@ -21,6 +28,7 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["runs"])
 OWNED = access("owner")
+RunStatus = Literal["pending", "running", "error", "success", "timeout", "interrupted"]
 
 
 ROUTE_HEADER = "x-flowloom-route"
@@ -37,6 +45,17 @@ def _request(body: RunCreate, route: str | None = None) -> RunRequest:
                              f"{', '.join(ROUTE_OVERRIDES)}")
         config = {**config, "configurable": {**config.get("configurable", {}),
                                              "flowloom_route": route}}
+    if body.feedback_keys:
+        raise BadRequest("feedback_keys: run feedback is a LangSmith feature; this server "
+                         "does not keep it")
+    if body.langsmith_tracer:
+        raise BadRequest("langsmith_tracer: this server runs offline and sends no traces; "
+                         "see /observe for its own run history")
+    durability = body.durability
+    if body.checkpoint_during is not None:
+        if durability is not None:
+            raise BadRequest("checkpoint_during: give durability or checkpoint_during, not both")
+        durability = "async" if body.checkpoint_during else "exit"
     return RunRequest(
         assistant_id=body.assistant_id, input=body.input, command=body.command,
         config=config, context=body.context, metadata=body.metadata,
@@ -44,38 +63,52 @@ def _request(body: RunCreate, route: str | None = None) -> RunRequest:
         interrupt_before=body.interrupt_before, interrupt_after=body.interrupt_after,
         checkpoint_id=body.checkpoint_id, checkpoint=body.checkpoint,
         multitask_strategy=body.multitask_strategy, if_not_exists=body.if_not_exists,
-        on_completion=body.on_completion, durability=body.durability,
+        on_completion=body.on_completion, durability=durability, webhook=body.webhook,
+        after_seconds=body.after_seconds, strict_resume=bool(body.strict_resume),
     )
 
 
-def _sse(event_id: int | None, event: str, data: Any) -> bytes:
+def _sse(event_id: int | str | None, event: str, data: Any) -> bytes:
     head = f"id: {event_id}\r\n" if event_id is not None else ""
     return f"{head}event: {event}\r\ndata: {dumps(data)}\r\n\r\n".encode()
 
 
-async def _sse_stream(handle: RunHandle, after: int = 0) -> AsyncIterator[bytes]:
+ALWAYS_SENT = ("metadata", "error", "end")
+
+
+def _mode_of(event: str) -> str:
+    """The stream mode an event belongs to: `messages/partial` to messages, the tuple
+    form's `messages` to messages-tuple, `updates|ns` to updates."""
+    base = event.split("|", 1)[0]
+    if base.startswith("messages/"):
+        return "messages"
+    return "messages-tuple" if base == "messages" else base
+
+
+async def _sse_stream(handle: RunHandle, after: int = 0,
+                      modes: set[str] | None = None) -> AsyncIterator[bytes]:
     async for item in handle.follow(after):
         if item is None:
             yield b": heartbeat\r\n\r\n"
-        else:
+        elif modes is None or item[1] in ALWAYS_SENT or _mode_of(item[1]) in modes:
             yield _sse(*item)
 
 
 class _EventStream(Response):
-    """A run's events as SSE, live. Plain ASGI: one task watches for the client leaving
-    (then the stream stops, and with `cancel_on_disconnect` the run is cancelled), where
-    StreamingResponse runs a task group per request."""
+    """SSE chunks, live. Plain ASGI: one task watches for the client leaving (then the
+    stream stops, and `on_gone` runs: a run's stream with `cancel_on_disconnect` cancels
+    it), where StreamingResponse runs a task group per request."""
 
-    def __init__(self, handle: RunHandle, after: int, *, cancel_on_disconnect: bool,
-                 manager: Any) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], location: str | None = None,
+                 on_gone: Callable[[], Awaitable[None]] | None = None) -> None:
         super().__init__(media_type="text/event-stream")
-        location = f"/threads/{handle.thread_id}/runs/{handle.run_id}/stream".encode()
-        self.handle, self.after = handle, after
-        self.cancel_on_disconnect, self.manager = cancel_on_disconnect, manager
+        self.chunks, self.on_gone = chunks, on_gone
         self.raw_headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"), (b"location", location),
-            (b"content-location", location), (b"cache-control", b"no-store"),
-            (b"x-accel-buffering", b"no")]
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-store"), (b"x-accel-buffering", b"no")]
+        if location is not None:
+            self.raw_headers += [(b"location", location.encode()),
+                                 (b"content-location", location.encode())]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gone = asyncio.Event()
@@ -84,14 +117,14 @@ class _EventStream(Response):
             while (await receive())["type"] != "http.disconnect":
                 pass
             gone.set()
-            if self.cancel_on_disconnect and self.manager is not None:
-                await self.manager.cancel(self.handle)
+            if self.on_gone is not None:
+                await self.on_gone()
 
         watcher = asyncio.ensure_future(watch())
         try:
             await send({"type": "http.response.start", "status": 200,
                         "headers": self.raw_headers})
-            async for chunk in _sse_stream(self.handle, self.after):
+            async for chunk in self.chunks:
                 if gone.is_set():
                     return
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -101,9 +134,84 @@ class _EventStream(Response):
 
 
 def _stream_response(handle: RunHandle, after: int = 0, *, cancel_on_disconnect: bool = False,
-                     manager: Any = None) -> Response:
-    return _EventStream(handle, after, cancel_on_disconnect=cancel_on_disconnect,
-                        manager=manager)
+                     manager: Any = None, modes: set[str] | None = None) -> Response:
+    on_gone = None
+    if cancel_on_disconnect and manager is not None:
+        async def on_gone() -> None:
+            await manager.cancel(handle)
+
+    return _EventStream(_sse_stream(handle, after, modes),
+                        f"/threads/{handle.thread_id}/runs/{handle.run_id}/stream", on_gone)
+
+
+THREAD_STREAM_MODES = ("run_modes", "lifecycle")
+
+
+async def _thread_events(manager: Any, thread_id: str, modes: list[str],
+                         last_event_id: str | None) -> AsyncIterator[bytes]:
+    """Every run of the thread, one after another as they start, until the client leaves:
+    `run_modes`, each run's events as its own stream has them; `lifecycle`, its start
+    (`metadata` with run_id and attempt) and end (`metadata` {"status": "run_done"}).
+    Event ids are `<run_id>:<n>`: after a Last-Event-ID the stream goes on from there.
+    A run in progress when the client joins is sent from its start."""
+    seen: set[str] = set()
+    resume_run, _, resume_n = (last_event_id or "").partition(":")
+    known = manager.thread_handles(thread_id)
+    if resume_run and any(h.run_id == resume_run for h in known):
+        for h in known:  # the runs before the one resumed were sent
+            if h.run_id == resume_run:
+                break
+            seen.add(h.run_id)
+    else:
+        resume_run = ""
+        seen.update(h.run_id for h in known if h.finished.is_set())
+    everything = "run_modes" in modes
+    while True:
+        pending = [h for h in manager.thread_handles(thread_id) if h.run_id not in seen]
+        if not pending:
+            await manager.next_run(thread_id, HEARTBEAT_S)
+            if not [h for h in manager.thread_handles(thread_id) if h.run_id not in seen]:
+                yield b": heartbeat\r\n\r\n"
+            continue
+        for handle in pending:
+            seen.add(handle.run_id)
+            after = int(resume_n) if handle.run_id == resume_run and resume_n.isdigit() else 0
+            if after > len(handle.events) and handle.finished.is_set():
+                continue  # its run_done was sent
+            n = after
+            async for item in handle.follow(after):
+                if item is None:
+                    yield b": heartbeat\r\n\r\n"
+                    continue
+                n, event, data = item
+                if everything or (event == "metadata" and isinstance(data, dict)
+                                  and "attempt" in data):
+                    yield _sse(f"{handle.run_id}:{n}", event, data)
+            yield _sse(f"{handle.run_id}:{n + 1}", "metadata",
+                       {"status": "run_done", "run_id": handle.run_id})
+
+
+@router.get("/threads/{thread_id}/stream", openapi_extra=OWNED)
+async def join_thread_stream(
+        thread_id: str, request: Request, who: Caller,
+        stream_mode: Annotated[list[str] | None, Query()] = None,
+        stream_modes: str | None = None) -> Response:
+    """Follow a thread: its runs' events as they start, until the client disconnects
+    (runs started by this server process). The modes come as `stream_mode` (the SDKs:
+    repeated) or `stream_modes` (comma-separated, as the reference server reads them)."""
+    svc = services(request)
+    await svc.store.get_thread(thread_id, who)
+    given = [*(stream_mode or []), *(stream_modes.split(",") if stream_modes else [])]
+    modes = [m.strip() for m in given if m.strip()] or ["run_modes"]
+    for mode in modes:
+        if mode == "state_update":
+            raise BadRequest("stream_modes: state_update is not supported by this server; "
+                             f"valid: {', '.join(THREAD_STREAM_MODES)}")
+        if mode not in THREAD_STREAM_MODES:
+            raise BadRequest(f"stream_modes: {mode!r} is not one of "
+                             f"{', '.join(THREAD_STREAM_MODES)}")
+    return _EventStream(_thread_events(svc.runs, thread_id, modes,
+                                       request.headers.get("last-event-id")))
 
 
 class _WaitResponse(Response):
@@ -185,6 +293,25 @@ async def wait_run(thread_id: str, body: RunCreate, request: Request, who: Calle
     return _wait_response(handle)
 
 
+@router.post("/runs/batch", openapi_extra=OWNED)
+async def create_run_batch(body: Annotated[list[BatchRunCreate],
+                                           Field(min_length=1, max_length=1000)],
+                           request: Request, who: Caller) -> list[dict[str, Any]]:
+    """Several stateless background runs at once. Every run is checked before any starts:
+    one bad run refuses the batch (422 naming its index), and none is started."""
+    route = request.headers.get(ROUTE_HEADER)
+    requests = [_request(run, route) for run in body]
+    manager = services(request).runs
+    for index, req in enumerate(requests):
+        try:
+            await manager.check(req, who)
+        except BadRequest as exc:
+            raise BadRequest(f"[{index}]: {exc}") from None
+        except NotFound as exc:
+            raise NotFound(f"[{index}]: {exc}") from None
+    return [_run_json(await manager.create(None, req, who)) for req in requests]
+
+
 @router.post("/runs/wait", openapi_extra=OWNED)
 async def wait_stateless_run(body: RunCreate, request: Request, who: Caller) -> Response:
     handle = await _create(request, None, body, who)
@@ -210,10 +337,13 @@ async def stream_stateless_run(body: RunCreate, request: Request, who: Caller) -
 async def list_runs(thread_id: str, request: Request, who: Caller,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
                     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-                    status: str | None = None) -> list[dict[str, Any]]:
+                    status: RunStatus | None = None,
+                    select: Annotated[list[RunField] | None, Query()] = None,
+                    ) -> list[dict[str, Any]]:
     svc = services(request)
     await svc.store.get_thread(thread_id, who)
-    return await svc.store.list_runs(thread_id, limit=limit, offset=offset, status=status)
+    runs = await svc.store.list_runs(thread_id, limit=limit, offset=offset, status=status)
+    return [{k: r[k] for k in select} for r in runs] if select else runs
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}", openapi_extra=OWNED)
@@ -252,22 +382,33 @@ async def join_run(thread_id: str, run_id: str, request: Request, who: Caller) -
 
 @router.get("/threads/{thread_id}/runs/{run_id}/stream", openapi_extra=OWNED)
 async def join_stream(thread_id: str, run_id: str, request: Request, who: Caller,
-                      cancel_on_disconnect: bool = False) -> Response:
+                      cancel_on_disconnect: bool = False,
+                      stream_mode: Annotated[list[str] | None, Query()] = None) -> Response:
+    """A run's stream, live, from its start or after Last-Event-ID; `stream_mode`: only
+    those of the run's modes (metadata, error and end always come)."""
     svc = services(request)
     await _run_of(request, thread_id, run_id, who)
     handle = svc.runs.handle(run_id)
     if handle is None:
         raise NotFound(f"run {run_id} has no stream on this server (finished long ago, or "
                        "running in another server process)")
+    modes = None
+    if given := {m for m in stream_mode or () if m}:  # the SDK sends an empty one for none
+        asked = set(handle.run["kwargs"].get("stream_mode") or ["values"])
+        modes = given
+        if not modes <= asked:
+            raise BadRequest(f"stream_mode: {', '.join(sorted(modes - asked))} not among the "
+                             f"run's stream modes ({', '.join(sorted(asked))})")
     last = request.headers.get("last-event-id")
     after = int(last) if last and last.isdigit() else 0
     return _stream_response(handle, after, cancel_on_disconnect=cancel_on_disconnect,
-                            manager=svc.runs)
+                            manager=svc.runs, modes=modes)
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel", openapi_extra=OWNED)
 async def cancel_run(thread_id: str, run_id: str, request: Request, who: Caller,
-                     wait: bool = False, action: str = "interrupt") -> Response:
+                     wait: bool = False,
+                     action: Literal["interrupt", "rollback"] = "interrupt") -> Response:
     svc = services(request)
     run = await _run_of(request, thread_id, run_id, who)
     handle = svc.runs.handle(run_id)
@@ -281,13 +422,34 @@ async def cancel_run(thread_id: str, run_id: str, request: Request, who: Caller,
 
 @router.post("/runs/cancel", openapi_extra=OWNED)
 async def cancel_many(body: CancelRuns, request: Request, who: Caller, wait: bool = False,
-                      action: str = "interrupt") -> Response:
+                      action: Literal["interrupt", "rollback"] = "interrupt") -> Response:
+    """Cancel runs, as the reference does: every pending and/or running run (`status`:
+    "pending", "running", "all"), or the given `run_ids` (on `thread_id` when given), or
+    every active run of `thread_id`. A user key cancels only its own: others are not found."""
     svc = services(request)
-    for run_id in body.run_ids:  # a user key cancels only its own: others are not found
-        if await svc.store.find_run(run_id, who) is None:
-            raise NotFound(f"run {run_id} not found")
-    for run_id in body.run_ids:
-        handle = svc.runs.handle(run_id)
+    if body.status is not None:
+        if body.thread_id is not None or body.run_ids is not None:
+            raise BadRequest("status cancels every run with that status: give it without "
+                             "thread_id and run_ids")
+        runs = await svc.store.runs_to_cancel(who, status=body.status)
+    elif body.run_ids is not None:
+        if body.thread_id is not None:
+            await svc.store.get_thread(body.thread_id, who)
+        runs = []
+        for run_id in body.run_ids:
+            run = await svc.store.find_run(run_id, who)
+            if run is None or (body.thread_id is not None
+                               and run["thread_id"] != body.thread_id):
+                where = f" on thread {body.thread_id}" if body.thread_id else ""
+                raise NotFound(f"run {run_id} not found{where}")
+            runs.append(run)
+    elif body.thread_id is not None:
+        await svc.store.get_thread(body.thread_id, who)
+        runs = await svc.store.runs_to_cancel(who, thread_id=body.thread_id)
+    else:
+        raise BadRequest("give run_ids (with or without thread_id), thread_id, or status")
+    for run in runs:
+        handle = svc.runs.handle(run["run_id"])
         if handle is not None and not handle.finished.is_set():
             await svc.runs.cancel(handle, action=action, wait=wait)
     return Response(status_code=204 if wait else 202)

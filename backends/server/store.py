@@ -18,6 +18,9 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
+_THREAD_SORTS = ("thread_id", "status", "created_at", "updated_at", "state_updated_at")
+
+
 def _visible(who: Principal | None, column: str = "owner_key") -> tuple[str, list[Any]]:
     """A WHERE clause's extra condition (and its parameters) keeping what `who` may see;
     nothing for admins and for the server's own lookups (`who` None)."""
@@ -185,17 +188,46 @@ class ServerStore:
 
     async def search_threads(
         self, *, metadata: dict[str, Any] | None = None, status: str | None = None,
-        limit: int = 10, offset: int = 0, ids: list[str] | None = None,
-        who: Principal | None = None,
+        limit: int | None = 10, offset: int = 0, ids: list[str] | None = None,
+        who: Principal | None = None, sort_by: str | None = None,
+        sort_order: str | None = None,
     ) -> list[dict[str, Any]]:
-        extra, params = _visible(who)
+        """Threads `who` may see, filtered, sorted (`sort_by` one of _THREAD_SORTS, newest
+        created first by default), `limit` of them from `offset` (None: all)."""
+        where, params = self._thread_filter(status, ids, who)
+        column = sort_by if sort_by in _THREAD_SORTS else "created_at"
+        order = "ASC" if sort_order == "asc" else "DESC"
         rows = await self.db.fetchall(
-            f"SELECT * FROM fl_threads WHERE 1 = 1{extra} ORDER BY created_at DESC", params)
-        out = [_thread(r) for r in rows]
-        out = [t for t in out if _matches(t["metadata"], metadata)
-               and (status is None or t["status"] == status)
-               and (ids is None or t["thread_id"] in ids)]
-        return out[offset:offset + limit]
+            f"SELECT * FROM fl_threads WHERE {where} ORDER BY {column} {order}, thread_id "
+            f"{order}", params)
+        out = [t for t in map(_thread, rows) if _matches(t["metadata"], metadata)]
+        return out[offset:] if limit is None else out[offset:offset + limit]
+
+    async def count_threads(self, *, metadata: dict[str, Any] | None = None,
+                            status: str | None = None, ids: list[str] | None = None,
+                            who: Principal | None = None) -> int:
+        where, params = self._thread_filter(status, ids, who)
+        if not metadata:
+            row = await self.db.fetchone(
+                f"SELECT COUNT(*) AS n FROM fl_threads WHERE {where}", params)
+            return int(row["n"]) if row else 0
+        rows = await self.db.fetchall(f"SELECT metadata FROM fl_threads WHERE {where}", params)
+        return sum(1 for r in rows if _matches(json.loads(r["metadata"]), metadata))
+
+    @staticmethod
+    def _thread_filter(status: str | None, ids: list[str] | None,
+                       who: Principal | None) -> tuple[str, list[Any]]:
+        extra, params = _visible(who)
+        where = f"1 = 1{extra}"
+        if status is not None:
+            where += " AND status = ?"
+            params.append(status)
+        if ids is not None:
+            if not ids:
+                return "1 = 0", []
+            where += f" AND thread_id IN ({', '.join('?' for _ in ids)})"
+            params += list(ids)
+        return where, params
 
     async def delete_thread(self, thread_id: str, who: Principal | None = None) -> None:
         extra, params = _visible(who)
@@ -239,15 +271,17 @@ class ServerStore:
                 "INSERT INTO fl_threads (thread_id, created_at, updated_at, state_updated_at, "
                 "metadata, status, config, graph_id, owner_key) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (thread_id) DO NOTHING",
-                (thread_id, now, now, now, json.dumps({"graph_id": graph_id}), "busy", "{}",
-                 graph_id, owner_key)))
+                (thread_id, now, now, now,
+                 json.dumps({"graph_id": graph_id, "assistant_id": assistant_id}), "busy",
+                 "{}", graph_id, owner_key)))
         statements.append(insert_run)
-        if thread is not None and thread["metadata"].get("graph_id") == graph_id:
+        stamp = {"graph_id": graph_id, "assistant_id": assistant_id}  # as the reference does
+        if thread is not None and all(thread["metadata"].get(k) == v for k, v in stamp.items()):
             statements.append((
                 "UPDATE fl_threads SET status = ?, updated_at = ?, graph_id = ? "
                 "WHERE thread_id = ?", ("busy", now, graph_id, thread_id)))
         elif thread is not None:
-            meta = {**thread["metadata"], "graph_id": graph_id}
+            meta = {**thread["metadata"], **stamp}
             statements.append((
                 "UPDATE fl_threads SET status = ?, metadata = ?, updated_at = ?, graph_id = ? "
                 "WHERE thread_id = ?", ("busy", json.dumps(meta), now, graph_id, thread_id)))
@@ -323,6 +357,20 @@ class ServerStore:
             "ORDER BY created_at", (thread_id,))
         return [_run(r) for r in rows]
 
+    async def runs_to_cancel(self, who: Principal | None, *, status: str | None = None,
+                             thread_id: str | None = None) -> list[dict[str, Any]]:
+        """The pending and/or running runs `who` may see: with `status` ("pending",
+        "running", "all") on every thread, else on `thread_id`."""
+        wanted = ("pending", "running") if status in (None, "all") else (status,)
+        extra, params = _visible(who, "t.owner_key")
+        sql = ("SELECT r.* FROM fl_runs r JOIN fl_threads t ON t.thread_id = r.thread_id "
+               f"WHERE r.status IN ({', '.join('?' for _ in wanted)}){extra}")
+        args: list[Any] = [*wanted, *params]
+        if thread_id is not None:
+            sql += " AND r.thread_id = ?"
+            args.append(thread_id)
+        return [_run(r) for r in await self.db.fetchall(sql + " ORDER BY r.created_at", args)]
+
     async def delete_run(self, thread_id: str, run_id: str) -> None:
         if not await self.db.execute("DELETE FROM fl_runs WHERE run_id = ? AND thread_id = ?",
                                      (run_id, thread_id)):
@@ -382,7 +430,10 @@ class ServerStore:
     async def update_assistant(self, assistant_id: str, patch: dict[str, Any]) -> dict[str, Any]:
         current = await self.get_assistant(assistant_id)
         merged = {**current, **{k: v for k, v in patch.items() if v is not None}}
-        merged["version"] = current["version"] + 1
+        newest = await self.db.fetchone(
+            "SELECT MAX(version) AS v FROM fl_assistant_versions WHERE assistant_id = ?",
+            (assistant_id,))
+        merged["version"] = max(current["version"], (newest or {}).get("v") or 0) + 1
         await self.db.execute(
             "UPDATE fl_assistants SET graph_id = ?, name = ?, description = ?, config = ?, "
             "context = ?, metadata = ?, version = ?, updated_at = ? WHERE assistant_id = ?",
@@ -399,6 +450,22 @@ class ServerStore:
             "SELECT body FROM fl_assistant_versions WHERE assistant_id = ? ORDER BY version DESC",
             (assistant_id,))
         return [json.loads(r["body"]) for r in rows]
+
+    async def set_latest_version(self, assistant_id: str, version: int) -> dict[str, Any]:
+        """Make an earlier (or later) saved version the assistant's current one."""
+        row = await self.db.fetchone(
+            "SELECT body FROM fl_assistant_versions WHERE assistant_id = ? AND version = ?",
+            (assistant_id, version))
+        if row is None:
+            raise NotFound(f"assistant {assistant_id} has no version {version}")
+        saved = json.loads(row["body"])
+        await self.db.execute(
+            "UPDATE fl_assistants SET graph_id = ?, name = ?, description = ?, config = ?, "
+            "context = ?, metadata = ?, version = ?, updated_at = ? WHERE assistant_id = ?",
+            (saved["graph_id"], saved["name"], saved.get("description"),
+             json.dumps(saved.get("config") or {}), json.dumps(saved.get("context") or {}),
+             json.dumps(saved.get("metadata") or {}), version, now_iso(), assistant_id))
+        return await self.get_assistant(assistant_id)
 
     async def delete_assistant(self, assistant_id: str) -> None:
         if not await self.db.execute("DELETE FROM fl_assistants WHERE assistant_id = ?",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, get_args
 
 from fastapi import APIRouter, Request
 
+from flowloom.backends.server.schemas import StreamModeName
 from flowloom.backends.server.tenancy import access
 from flowloom.flows.registry import default_registry
 
@@ -25,10 +27,42 @@ async def ok(request: Request) -> dict[str, Any]:
     return answer
 
 
+# What /info says this server does not do: each is refused with a 422 naming it when a
+# client asks for it, never accepted and dropped.
+UNSUPPORTED = {
+    "threads.ttl": "threads are kept until deleted (delete them, or threads.prune)",
+    "runs.feedback_keys": "run feedback is a LangSmith feature",
+    "runs.langsmith_tracer": "the server runs offline and sends no traces",
+    "threads.stream.state_update": "join_stream's state_update mode",
+    "embeddings.dimensions": "an embedding alias answers its model's own size",
+}
+
+
 @router.get("/info", openapi_extra=access("open"))
-async def info() -> dict[str, Any]:
+async def info(request: Request) -> dict[str, Any]:
+    """What this server supports. `flags` as the reference server's (`crons`, `store`,
+    `store_ttl`, `store_semantic_search`: the store's `query` ranks by meaning, an
+    embedding alias is set); `flowloom` lists the stream modes and what is refused."""
+    items = getattr(request.app.state, "flowloom_items", None)
     return {"version": "0.1.0", "server": "flowloom",
-            "flags": {"assistants": True, "crons": False, "langsmith": False}}
+            "langgraph_py_version": _langgraph_version(),
+            "flags": {"assistants": True, "crons": True, "langsmith": False,
+                      "store": True, "store_ttl": True,
+                      "store_semantic_search": items is not None and items.index is not None},
+            "flowloom": {
+                "stream_modes": list(get_args(StreamModeName)),
+                "multitask_strategies": ["reject", "interrupt", "rollback", "enqueue"],
+                "durability": ["sync", "async", "exit"],
+                "openai": ["/v1/chat/completions", "/v1/responses", "/v1/embeddings",
+                           "/v1/models"],
+                "unsupported": UNSUPPORTED}}
+
+
+def _langgraph_version() -> str:
+    try:
+        return version("langgraph")
+    except PackageNotFoundError:  # pragma: no cover - langgraph is a dependency
+        return "unknown"
 
 
 @router.get("/node-types", openapi_extra=access("shared"))

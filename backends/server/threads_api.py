@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.types import StateUpdate as GraphUpdate
 
 from flowloom.backends.server._state import EMPTY_STATE, services, snapshot_dict
 from flowloom.backends.server.errors import BadRequest, Conflict, NotFound
+from flowloom.backends.server.runs import as_command
 from flowloom.backends.server.schemas import (
     CheckpointRequest,
     HistoryRequest,
     StateUpdate,
     ThreadCreate,
     ThreadPatch,
+    ThreadPrune,
     ThreadSearch,
 )
 from flowloom.backends.server.serde import to_jsonable
@@ -24,6 +29,7 @@ from flowloom.backends.server.tenancy import Principal, access, caller
 
 __all__ = ["Caller", "router"]
 
+logger = logging.getLogger("flowloom.server")
 router = APIRouter(tags=["threads"])
 OWNED = access("owner")
 Caller = Annotated[Principal, Depends(caller)]
@@ -47,57 +53,189 @@ async def _graph_of(request: Request, thread: dict[str, Any]) -> Any:
 
 
 async def _with_values(request: Request, thread: dict[str, Any]) -> dict[str, Any]:
+    """The thread with its state's values and pending interrupts. A state that cannot be
+    read (writes a reducer refused) still lists the thread: status `error`, values None,
+    and `error` saying why."""
     graph = await _graph_of(request, thread)
     if graph is not None:
-        snapshot = await graph.aget_state(_config(request, thread["thread_id"]))
+        try:
+            snapshot = await graph.aget_state(_config(request, thread["thread_id"]))
+        except Exception as exc:
+            logger.warning("thread %s: state cannot be read: %s", thread["thread_id"], exc)
+            thread["status"] = "error"
+            thread["error"] = f"its state cannot be read: {type(exc).__name__}: {exc}"[:500]
+            return thread
         thread["values"] = to_jsonable(snapshot.values)
         thread["interrupts"] = {t.id: to_jsonable(t.interrupts) for t in snapshot.tasks
                                 if t.interrupts}
     return thread
 
 
+def _extract(thread: dict[str, Any], paths: dict[str, str]) -> dict[str, Any]:
+    """`extract`: alias -> a value found by a dotted path with [i] indexes (negative from
+    the end), None where the path leads nowhere."""
+    out: dict[str, Any] = {}
+    for alias, path in paths.items():
+        value: Any = thread
+        for key, index in _PATH_PART.findall(path):
+            try:
+                value = value[int(index)] if index else value[key]
+            except (KeyError, IndexError, TypeError, ValueError):
+                value = None
+                break
+        out[alias] = value
+    return out
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")
+
+
 @router.post("/threads", openapi_extra=OWNED)
 async def create_thread(body: ThreadCreate, request: Request, who: Caller) -> dict[str, Any]:
     svc = services(request)
+    if body.ttl is not None:
+        raise BadRequest("ttl: threads are kept until deleted on this server (TTLs are not "
+                         "supported); delete or prune them")
     if body.thread_id is not None:
         try:
             uuid.UUID(body.thread_id)
         except ValueError:
             raise BadRequest(f"thread_id must be a UUID, got {body.thread_id!r}") from None
+    # the Python SDK sends `threads.create(graph_id=...)` as metadata.graph_id
+    named = body.metadata.get("graph_id")
+    graph_id = body.graph_id or (named if isinstance(named, str) else None)
+    graph = None
+    if body.supersteps:
+        compiled = svc.catalog.get(graph_id) if graph_id else None
+        if compiled is None:
+            raise BadRequest("supersteps: give the graph_id of a flow they apply to; graphs: "
+                             f"{', '.join(svc.catalog.ids())}")
+        graph = compiled.graph
     thread = await svc.store.create_thread(body.thread_id, body.metadata, body.if_exists,
-                                           graph_id=body.graph_id, who=who)
+                                           graph_id=graph_id, who=who)
+    if graph is not None and body.supersteps:
+        steps = [[GraphUpdate(as_command(u.command) if u.command else u.values, u.as_node)
+                  for u in step.updates] for step in body.supersteps]
+        try:
+            await graph.abulk_update_state(_config(request, thread["thread_id"]), steps)
+        except Exception as exc:  # a node name or values the graph refuses
+            await svc.store.delete_thread(thread["thread_id"])
+            await svc.catalog.checkpointer.adelete_thread(thread["thread_id"])
+            raise BadRequest(f"supersteps: {exc}") from None
+        await svc.store.update_thread(thread["thread_id"], state_changed=True)
     return await _with_values(request, thread)
 
 
+async def _matching(request: Request, body: ThreadSearch, who: Principal,
+                    ) -> tuple[list[dict[str, Any]], bool]:
+    """The threads of the search's page (with their values) and whether more follow. A
+    `values` filter is applied before the page is cut, so pages hold matches."""
+    store = services(request).store
+    if not body.values:
+        threads = await store.search_threads(
+            metadata=body.metadata, status=body.status, limit=body.limit + 1,
+            offset=body.offset, ids=body.ids, who=who, sort_by=body.sort_by,
+            sort_order=body.sort_order)
+        page = [await _with_values(request, t) for t in threads[:body.limit]]
+        return page, len(threads) > body.limit
+    matches: list[dict[str, Any]] = []
+    for thread in await store.search_threads(
+            metadata=body.metadata, status=body.status, limit=None, offset=0, ids=body.ids,
+            who=who, sort_by=body.sort_by, sort_order=body.sort_order):
+        thread = await _with_values(request, thread)
+        if all((thread.get("values") or {}).get(k) == v for k, v in body.values.items()):
+            matches.append(thread)
+    return (matches[body.offset:body.offset + body.limit],
+            len(matches) > body.offset + body.limit)
+
+
 @router.post("/threads/search", openapi_extra=OWNED)
-async def search_threads(body: ThreadSearch, request: Request,
+async def search_threads(body: ThreadSearch, request: Request, response: Response,
                          who: Caller) -> list[dict[str, Any]]:
-    threads = await services(request).store.search_threads(
-        metadata=body.metadata, status=body.status, limit=body.limit, offset=body.offset,
-        ids=body.ids, who=who)
-    out = [await _with_values(request, t) for t in threads]
-    if body.values:
-        out = [t for t in out
-               if all((t["values"] or {}).get(k) == v for k, v in body.values.items())]
+    out, more = await _matching(request, body, who)
+    if more:
+        response.headers["X-Pagination-Next"] = str(body.offset + body.limit)
+    if body.extract:
+        for thread in out:
+            thread["extracted"] = _extract(thread, body.extract)
     if body.select:
-        out = [{k: t[k] for k in body.select if k in t} for t in out]
+        keep = [*body.select, *(["extracted"] if body.extract else [])]
+        out = [{k: t[k] for k in keep if k in t} for t in out]
     return out
 
 
 @router.post("/threads/count", openapi_extra=OWNED)
 async def count_threads(body: ThreadSearch, request: Request, who: Caller) -> int:
-    body.limit, body.offset = 1000, 0
-    return len(await search_threads(body, request, who))
+    store = services(request).store
+    if not body.values:
+        return await store.count_threads(metadata=body.metadata, status=body.status,
+                                         ids=body.ids, who=who)
+    body.limit, body.offset = 1_000_000, 0
+    return len((await _matching(request, body, who))[0])
+
+
+@router.post("/threads/prune", openapi_extra=OWNED)
+async def prune_threads(body: ThreadPrune, request: Request, who: Caller) -> dict[str, Any]:
+    """Delete threads (`delete`), or keep each one's latest checkpoint only
+    (`keep_latest`); threads with runs in progress are refused, none is touched then."""
+    svc = services(request)
+    for thread_id in body.thread_ids:
+        await svc.store.get_thread(thread_id, who)  # another key's: not found
+        if await svc.store.active_runs(thread_id):
+            raise Conflict(f"thread {thread_id} has runs in progress; cancel them first")
+    pruned = 0
+    for thread_id in body.thread_ids:
+        if body.strategy == "delete":
+            await svc.store.delete_thread(thread_id, who)
+            await svc.catalog.checkpointer.adelete_thread(thread_id)
+        else:
+            await _keep_latest(svc.catalog.checkpointer, thread_id)
+        pruned += 1
+    return {"pruned_count": pruned}
+
+
+async def _keep_latest(saver: BaseCheckpointSaver, thread_id: str) -> None:
+    """Keep a thread's newest checkpoint (of each namespace) and drop the rest: copied into
+    a fresh history with no parent."""
+    config: Any = {"configurable": {"thread_id": thread_id}}
+    newest: dict[str, Any] = {}
+    async for saved in saver.alist(config):
+        ns = saved.config["configurable"].get("checkpoint_ns", "")
+        newest.setdefault(ns, saved)
+    if not newest:
+        return
+    await saver.adelete_thread(thread_id)
+    for ns, saved in newest.items():
+        target: Any = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}
+        new = await saver.aput(target, saved.checkpoint, saved.metadata,
+                               saved.checkpoint.get("channel_versions", {}))
+        by_task: dict[str, list[tuple[str, Any]]] = {}
+        for task_id, channel, value in saved.pending_writes or ():
+            by_task.setdefault(task_id, []).append((channel, value))
+        for task_id, writes in by_task.items():
+            await saver.aput_writes(new, writes, task_id)
 
 
 @router.get("/threads/{thread_id}", openapi_extra=OWNED)
-async def get_thread(thread_id: str, request: Request, who: Caller) -> dict[str, Any]:
-    return await _with_values(request, await services(request).store.get_thread(thread_id, who))
+async def get_thread(thread_id: str, request: Request, who: Caller,
+                     include: str | None = None) -> dict[str, Any]:
+    """The thread; `include=ttl` adds its TTL (null: threads here are kept until deleted)."""
+    extra = [f.strip() for f in (include or "").split(",") if f.strip()]
+    if unknown := [f for f in extra if f != "ttl"]:
+        raise BadRequest(f"include: {', '.join(unknown)} not supported; valid: ttl")
+    thread = await _with_values(request, await services(request).store.get_thread(thread_id,
+                                                                                 who))
+    if extra:
+        thread["ttl"] = None
+    return thread
 
 
 @router.patch("/threads/{thread_id}", openapi_extra=OWNED)
 async def patch_thread(thread_id: str, body: ThreadPatch, request: Request,
                        who: Caller) -> dict[str, Any]:
+    if body.ttl is not None:
+        raise BadRequest("ttl: threads are kept until deleted on this server (TTLs are not "
+                         "supported)")
     store = services(request).store
     await store.update_thread(thread_id, metadata=body.metadata, who=who)
     return await get_thread(thread_id, request, who)
@@ -143,33 +281,65 @@ async def copy_thread(thread_id: str, request: Request, who: Caller) -> dict[str
 
 
 async def _state(request: Request, thread_id: str, who: Principal,
-                 checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+                 checkpoint: dict[str, Any] | None = None, *,
+                 subgraphs: bool = False, select: list[str] | None = None) -> dict[str, Any]:
+    """The thread's state (at `checkpoint`); `subgraphs`: each pending subgraph task (a
+    supervisor's flow) carries its own state under `state`; `select`: only these dotted
+    paths of it (`values.messages`, `next`)."""
     thread = await services(request).store.get_thread(thread_id, who)
     graph = await _graph_of(request, thread)
     if graph is None:
-        return dict(EMPTY_STATE)
-    snapshot = await graph.aget_state(_config(request, thread_id, checkpoint))
-    if checkpoint and checkpoint.get("checkpoint_id") and snapshot.config is None:
-        raise NotFound(f"checkpoint {checkpoint['checkpoint_id']} not found")
-    return snapshot_dict(snapshot)
+        state = dict(EMPTY_STATE)
+    else:
+        snapshot = await graph.aget_state(_config(request, thread_id, checkpoint),
+                                          subgraphs=subgraphs)
+        if checkpoint and checkpoint.get("checkpoint_id") and snapshot.config is None:
+            raise NotFound(f"checkpoint {checkpoint['checkpoint_id']} not found")
+        state = snapshot_dict(snapshot)
+    return _selected(state, select) if select else state
+
+
+def _selected(state: dict[str, Any], paths: list[str]) -> dict[str, Any]:
+    """Only `paths` (dotted) of `state`; a path whose top field the state does not have
+    is refused, one leading past the values it has is left out."""
+    out: dict[str, Any] = {}
+    for path in paths:
+        keys = path.split(".")
+        if keys[0] not in state:
+            raise BadRequest(f"select: {path!r}: a thread state has no {keys[0]!r}; "
+                             f"valid: {', '.join(state)}")
+        source: Any = state
+        target = out
+        for depth, key in enumerate(keys):
+            if not isinstance(source, dict) or key not in source:
+                break
+            if depth == len(keys) - 1:
+                target[key] = source[key]
+            else:
+                target = target.setdefault(key, {})
+                source = source[key]
+    return out
 
 
 @router.get("/threads/{thread_id}/state", openapi_extra=OWNED)
-async def get_state(thread_id: str, request: Request, who: Caller,
-                    subgraphs: bool = False) -> Any:
-    return await _state(request, thread_id, who)
+async def get_state(thread_id: str, request: Request, who: Caller, subgraphs: bool = False,
+                    select: Annotated[list[str] | None, Query()] = None) -> Any:
+    return await _state(request, thread_id, who, subgraphs=subgraphs, select=select)
 
 
 @router.get("/threads/{thread_id}/state/{checkpoint_id}", openapi_extra=OWNED)
 async def get_state_at(thread_id: str, checkpoint_id: str, request: Request,
-                       who: Caller) -> Any:
-    return await _state(request, thread_id, who, {"checkpoint_id": checkpoint_id})
+                       who: Caller, subgraphs: bool = False,
+                       select: Annotated[list[str] | None, Query()] = None) -> Any:
+    return await _state(request, thread_id, who, {"checkpoint_id": checkpoint_id},
+                        subgraphs=subgraphs, select=select)
 
 
 @router.post("/threads/{thread_id}/state/checkpoint", openapi_extra=OWNED)
 async def get_state_at_checkpoint(thread_id: str, body: CheckpointRequest,
                                   request: Request, who: Caller) -> Any:
-    return await _state(request, thread_id, who, body.checkpoint)
+    return await _state(request, thread_id, who, body.checkpoint, subgraphs=body.subgraphs,
+                        select=body.select)
 
 
 @router.post("/threads/{thread_id}/state", openapi_extra=OWNED)

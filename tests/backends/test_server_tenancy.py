@@ -34,6 +34,7 @@ from flowloom.backends.server.tenancy import (
 )
 from flowloom.flows.context import BuildContext
 from flowloom.retrievers.search_node import public_source
+from tests.backends.conftest import make_keys, own_pg_database
 from tests.backends.test_gateway import make_gateway
 from tests.backends.test_server_protocol import run_server
 from tests.fakes import ScriptedModels
@@ -55,32 +56,10 @@ def _reply(messages: Any) -> str:
     return f"seen {len(messages)}: {text}"
 
 
-async def _make_keys(database: str) -> dict[str, str]:
-    async with open_database(database) as db:
-        store = KeyStore(db)
-        await store.setup()
-        keys = {}
-        for name, role in (("a", "user"), ("b", "user"), ("admin", "admin")):
-            _, keys[name] = await store.create(role, name=name)
-        return keys
-
-
 @pytest.fixture(scope="module")
 def pg_database() -> Iterator[str]:
-    """A Postgres database of its own (keys in the shared `test` database would turn auth
-    on for every other test using it); dropped at the end."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"fl_tenancy_{uuid.uuid4().hex[:10]}"
-    try:
-        admin = psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable on 127.0.0.1:5432: {exc}")
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+    with own_pg_database("fl_tenancy") as url:
+        yield url
 
 
 @dataclass
@@ -99,7 +78,7 @@ async def tenants(request, tmp_path_factory) -> Iterator[Tenants]:
     home = tmp_path_factory.mktemp(f"tenancy-{request.param}")
     database = (f"sqlite:///{home}/fl.sqlite" if request.param == "sqlite"
                 else request.getfixturevalue("pg_database"))
-    keys = await _make_keys(database)
+    keys = await make_keys(database)
     app = create_app(ServerSettings(database=database, home=home),
                      ctx=BuildContext(models=ScriptedModels(_reply), data_dir=home))
     for url in run_server(app):
@@ -117,6 +96,8 @@ class Owned:
     assistant: str
     live_thread: str
     live_run: str
+    cron: str = ""  # a cron on `thread` (its schedule fires on New Year's Day only)
+    response: str = ""  # a stored /v1/responses response
 
 
 def _setup_a(t: Tenants) -> Owned:
@@ -129,6 +110,13 @@ def _setup_a(t: Tenants) -> Owned:
         run = a.get(f"/threads/{thread}/runs").json()[0]["run_id"]
         checkpoint = a.get(f"/threads/{thread}/state").json()["checkpoint"]["checkpoint_id"]
         assistant = a.post("/assistants", json={"graph_id": "chat", "name": "a's"}).json()
+        stored = a.put("/store/items", json={"namespace": ["memories", thread], "key": "a",
+                                             "value": {"text": "a's"}})
+        assert stored.status_code == 204, stored.text
+        cron = a.post(f"/threads/{thread}/runs/crons", json={
+            "assistant_id": "chat", "schedule": "0 0 1 1 *", "input": CHAT}).json()["cron_id"]
+        response = a.post("/v1/responses", json={"model": "chat", "input": "hi"})
+        assert response.status_code == 200, response.text
         live_thread = a.post("/threads", json={}).json()["thread_id"]
         live = a.post(f"/threads/{live_thread}/runs", json={"assistant_id": "chat",
                                                             "input": HOLD}).json()
@@ -138,7 +126,7 @@ def _setup_a(t: Tenants) -> Owned:
             assert time.time() < deadline, "the held run did not start"
             time.sleep(0.05)
     return Owned(thread, run, checkpoint, assistant["assistant_id"], live_thread,
-                 live["run_id"])
+                 live["run_id"], cron=cron, response=response.json()["id"])
 
 
 def _snapshot(t: Tenants, o: Owned) -> dict[str, Any]:
@@ -214,6 +202,16 @@ PROBES: dict[tuple[str, str], tuple[Probe, int]] = {
         **RUN, "assistant_id": o.assistant}), 404),
     ("post", "/assistants"): (lambda c, o: c.post("/assistants", json={
         "graph_id": "chat", "assistant_id": o.assistant, "if_exists": "do_nothing"}), 409),
+    ("post", "/assistants/{assistant_id}/latest"): (lambda c, o: c.post(
+        f"/assistants/{o.assistant}/latest", json={"version": 1}), 404),
+    ("get", "/assistants/{assistant_id}/subgraphs/{namespace}"): (lambda c, o: c.get(
+        f"/assistants/{o.assistant}/subgraphs/any"), 404),
+    ("post", "/threads/prune"): (lambda c, o: c.post("/threads/prune", json={
+        "thread_ids": [o.thread], "strategy": "delete"}), 404),
+    ("get", "/threads/{thread_id}/stream"): (lambda c, o: c.get(
+        f"/threads/{o.live_thread}/stream"), 404),
+    ("post", "/runs/batch"): (lambda c, o: c.post("/runs/batch", json=[
+        RUN, {**RUN, "assistant_id": o.assistant}]), 404),
     ("post", "/assistants/search"): (lambda c, o: c.post("/assistants/search",
                                                          json={"graph_id": "chat"}), 200),
     ("post", "/assistants/count"): (lambda c, o: c.post("/assistants/count", json={}), 200),
@@ -240,6 +238,39 @@ PROBES: dict[tuple[str, str], tuple[Probe, int]] = {
     ("post", "/v1/chat/completions"): (lambda c, o: c.post("/v1/chat/completions", json={
         "model": "chat", "messages": [{"role": "user", "content": "x"}], "user": "alice"}),
         200),
+    # /v1/responses: A's stored response does not exist for B (nor continuing it)
+    ("post", "/v1/responses"): (lambda c, o: c.post("/v1/responses", json={
+        "model": "chat", "input": "x", "previous_response_id": o.response}), 404),
+    ("get", "/v1/responses/{response_id}"): (lambda c, o: c.get(
+        f"/v1/responses/{o.response}"), 404),
+    ("delete", "/v1/responses/{response_id}"): (lambda c, o: c.delete(
+        f"/v1/responses/{o.response}"), 404),
+    # store items: A's item (memories.<A's thread>/a) does not exist for B; B's put to that
+    # namespace and key makes B's own item beside it, B's delete deletes B's own (204 even
+    # when there is none); so the get comes first
+    ("get", "/store/items"): (lambda c, o: c.get("/store/items", params={
+        "namespace": f"memories.{o.thread}", "key": "a"}), 404),
+    ("post", "/store/items/search"): (lambda c, o: c.post("/store/items/search", json={
+        "namespace_prefix": ["memories", o.thread]}), 200),
+    ("post", "/store/namespaces"): (lambda c, o: c.post("/store/namespaces", json={
+        "prefix": ["memories", o.thread]}), 200),
+    ("put", "/store/items"): (lambda c, o: c.put("/store/items", json={
+        "namespace": ["memories", o.thread], "key": "a", "value": {"text": "b's"}}), 204),
+    ("delete", "/store/items"): (lambda c, o: c.request("DELETE", "/store/items", json={
+        "namespace": ["memories", o.thread], "key": "a"}), 204),
+    # crons: A's cron, and the thread and assistant a new one would name, are not found
+    ("post", "/runs/crons"): (lambda c, o: c.post("/runs/crons", json={
+        "assistant_id": o.assistant, "schedule": "0 0 1 1 *"}), 404),
+    ("post", "/threads/{thread_id}/runs/crons"): (lambda c, o: c.post(
+        f"/threads/{o.thread}/runs/crons", json={"assistant_id": "chat",
+                                                 "schedule": "0 0 1 1 *"}), 404),
+    ("post", "/runs/crons/search"): (lambda c, o: c.post("/runs/crons/search", json={
+        "thread_id": o.thread}), 200),
+    ("post", "/runs/crons/count"): (lambda c, o: c.post("/runs/crons/count", json={}), 200),
+    ("patch", "/runs/crons/{cron_id}"): (lambda c, o: c.patch(
+        f"/runs/crons/{o.cron}", json={"enabled": False}), 404),
+    ("delete", "/runs/crons/{cron_id}"): (lambda c, o: c.delete(f"/runs/crons/{o.cron}"),
+                                          404),
 }
 
 
@@ -310,6 +341,8 @@ async def test_owners_reach_their_own_and_admins_see_all(tenants: Tenants):
         for (method, path), (probe, _) in PROBES.items():
             if method == "delete" or path in (
                     "/threads", "/assistants",  # a create with an id A already has
+                    "/threads/prune",  # deletes A's thread
+                    "/threads/{thread_id}/stream",  # follows the held run
                     "/threads/{thread_id}/runs/{run_id}/stream",  # follows the held run
                     "/threads/{thread_id}/runs/{run_id}/cancel", "/runs/cancel"):
                 continue
@@ -404,7 +437,7 @@ router_settings: {num_retries: 0}
 
 async def test_model_calls_are_scoped_and_addresses_hidden(tmp_path, fake_openai):
     database = f"sqlite:///{tmp_path}/fl.sqlite"
-    keys = await _make_keys(database)
+    keys = await make_keys(database)
     gateway = make_gateway(fake_openai, PRICED)
     app = create_app(ServerSettings(database=database, home=tmp_path),
                      ctx=BuildContext(models=GatewayModels(gateway)))
@@ -446,7 +479,7 @@ async def test_threads_made_before_ownership_belong_to_admins(tmp_path):
     for url in run_server(app):
         assert httpx.get(f"{url}/threads/{old}").status_code == 200
         local = httpx.post(f"{url}/threads", json={}).json()["thread_id"]
-    keys = await _make_keys(database)
+    keys = await make_keys(database)
     for url in run_server(create_app(ServerSettings(database=database, home=tmp_path),
                                      ctx=BuildContext(models=ScriptedModels(_reply)))):
         t = Tenants(url, keys)
@@ -461,7 +494,7 @@ async def test_threads_made_before_ownership_belong_to_admins(tmp_path):
 
 async def test_metrics_can_be_opened_to_users(tmp_path):
     database = f"sqlite:///{tmp_path}/fl.sqlite"
-    keys = await _make_keys(database)
+    keys = await make_keys(database)
     settings = ServerSettings(database=database, home=tmp_path, metrics_role="user")
     for url in run_server(create_app(settings, ctx=BuildContext(models=ScriptedModels(_reply)))):
         with Tenants(url, keys).http("b") as b:
@@ -538,7 +571,7 @@ async def test_each_key_is_charged_its_own_calls_even_side_by_side(tmp_path, fak
     from langgraph_sdk import get_client
 
     database = f"sqlite:///{tmp_path}/fl.sqlite"
-    keys = await _make_keys(database)
+    keys = await make_keys(database)
     gateway = make_gateway(fake_openai, PRICED_COSTS)
     app = create_app(ServerSettings(database=database, home=tmp_path),
                      ctx=BuildContext(models=GatewayModels(gateway)))

@@ -117,8 +117,8 @@ async def test_inline_node_types_run_on_the_event_loop_thread(make_flow):
     would hand each call to a worker thread); sync runs still work."""
     import threading
 
-    from flowloom.flows.registry import NodeRegistry, NodeType, default_registry
     from flowloom.flows.nodes.state import Params as SetParams
+    from flowloom.flows.registry import NodeRegistry, NodeType, default_registry
 
     seen: list[tuple[str, int]] = []
 
