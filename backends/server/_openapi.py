@@ -65,7 +65,7 @@ def _errors(path: str, method: str, operation: dict[str, Any]) -> list[str]:
         codes += ["402", "404", "409"]
     if "{" in path or access == "owner":
         codes.append("404")
-    if method in ("post", "put", "patch"):
+    if method in ("post", "put", "patch") or "requestBody" in operation:
         codes += ["400", "413", "422"]
     if operation.get("parameters"):
         codes.append("422")
@@ -92,6 +92,10 @@ def _document(app: FastAPI) -> dict[str, Any]:
             for code in _errors(path, method, operation):
                 responses[code] = {"description": REASONS[code],
                                    "content": {"application/json": {"schema": ERROR}}}
+            if path.endswith("/stream") and not path.startswith("/v1/"):
+                responses["200"] = {"description": "Server-sent events",
+                                    "content": {"text/event-stream": {"schema": {
+                                        "type": "string"}}}}
             if path.endswith("/cancel"):  # 202 queued, 204 done (wait=true)
                 responses.pop("200", None)
                 responses["202"] = {"description": "Cancellation requested"}

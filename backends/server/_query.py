@@ -1,6 +1,7 @@
 """Query parameters a route does not take are refused (422 naming them), never ignored:
 a client that sends `?subgraph=true` for `?subgraphs=true`, or an option this server does
-not have, learns so instead of getting an answer that silently lacks it."""
+not have, learns so instead of getting an answer that silently lacks it. The OpenAI-
+compatible routes (`/v1`) refuse them as they refuse any bad request: an OpenAI 400."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ def _names(dependant: Dependant) -> set[str]:
 
 
 class _StrictQuery:
-    def __init__(self, app: ASGIApp, allowed: frozenset[str]) -> None:
-        self.app, self.allowed = app, allowed
+    def __init__(self, app: ASGIApp, allowed: frozenset[str], *, openai: bool = False) -> None:
+        self.app, self.allowed, self.openai = app, allowed, openai
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         query = scope.get("query_string", b"")
@@ -35,10 +36,17 @@ class _StrictQuery:
             unknown = sorted(given - self.allowed)
             if unknown:
                 valid = ", ".join(sorted(self.allowed)) or "none"
-                detail: Any = [{
-                    "type": "extra_forbidden", "loc": ["query", name],
-                    "msg": f"query parameter {name!r} is not supported here; valid: {valid}",
-                    "input": None} for name in unknown]
+                if self.openai:
+                    from flowloom.backends.server._openai_route import error_response
+
+                    await error_response(
+                        400, f"query parameter {unknown[0]!r} is not supported here; "
+                        f"valid: {valid}", param=unknown[0], code="unknown_parameter",
+                    )(scope, receive, send)
+                    return
+                # the server's 422 shape: `detail` a string naming each, as for bodies
+                detail = "; ".join(f"query.{name}: not supported here; valid: {valid}"
+                                   for name in unknown)
                 body = dumps({"detail": detail}).encode()
                 await send({"type": "http.response.start", "status": 422, "headers": [
                     (b"content-type", b"application/json"),
@@ -66,5 +74,12 @@ def _api_routes(routes: list[Any]) -> list[Any]:
 
 def refuse_unknown_query(app: FastAPI) -> None:
     """Wrap every API route so a query parameter it does not declare is a 422."""
+    try:
+        from flowloom.backends.server._openai_route import OpenAIRoute
+    except ImportError:  # as app.py: no OpenAI-compatible routes then
+        OpenAIRoute = None  # noqa: N806
+
     for route in _api_routes(list(app.routes)):
-        route.app = _StrictQuery(route.app, frozenset(_names(route.dependant)))
+        original = getattr(route, "original_route", route)
+        openai = OpenAIRoute is not None and isinstance(original, OpenAIRoute)
+        route.app = _StrictQuery(route.app, frozenset(_names(route.dependant)), openai=openai)

@@ -363,13 +363,32 @@ async def delete_run(thread_id: str, run_id: str, request: Request, who: Caller)
     await svc.store.delete_run(thread_id, run_id)
 
 
+async def _wait_or_cancel(request: Request, manager: Any, handle: RunHandle) -> None:
+    """Wait for the run to end; if the client leaves first, cancel the run."""
+    waiter = asyncio.ensure_future(handle.finished.wait())
+    try:
+        while not handle.finished.is_set():
+            await asyncio.wait({waiter}, timeout=0.5)
+            if not handle.finished.is_set() and await request.is_disconnected():
+                await manager.cancel(handle)
+                return
+    finally:
+        waiter.cancel()
+
+
 @router.get("/threads/{thread_id}/runs/{run_id}/join", openapi_extra=OWNED)
-async def join_run(thread_id: str, run_id: str, request: Request, who: Caller) -> Any:
+async def join_run(thread_id: str, run_id: str, request: Request, who: Caller,
+                   cancel_on_disconnect: bool = False) -> Any:
+    """The run's final values, once it ends; `cancel_on_disconnect`: a client that leaves
+    before then cancels the run (the JS SDK's `runs.join` always sends it)."""
     svc = services(request)
     await _run_of(request, thread_id, run_id, who)
     handle = svc.runs.handle(run_id)
     if handle is not None:
-        await handle.finished.wait()
+        if cancel_on_disconnect:
+            await _wait_or_cancel(request, svc.runs, handle)
+        else:
+            await handle.finished.wait()
         if handle.result is not None:
             return Response(dumps(handle.result), media_type="application/json")
     while (run := await svc.store.get_run(thread_id, run_id))["status"] not in FINAL:
