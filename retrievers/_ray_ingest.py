@@ -54,7 +54,8 @@ class _Embed:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         texts = [str(t) for t, e in zip(batch["text"], batch["error"], strict=True) if not e]
-        vectors = iter(asyncio.run(self.models.aembed(self.alias, texts)) if texts else [])
+        vectors = iter(asyncio.run(self.models.aembed(self.alias, texts, input_type="passage"))
+                       if texts else [])
         batch["vector"] = [json.dumps(next(vectors)) if not e else "[]"
                            for e in batch["error"]]
         return batch

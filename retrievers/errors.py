@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["KnowledgeBaseExists", "KnowledgeError", "UnknownDocument", "UnknownKnowledgeBase"]
+__all__ = [
+    "EmbedderMismatch", "KnowledgeBaseExists", "KnowledgeError", "UnknownDocument",
+    "UnknownKnowledgeBase",
+]
 
 
 class KnowledgeError(Exception):
@@ -32,3 +35,16 @@ class UnknownDocument(KnowledgeError):
                          f"(flowloom kb docs {kb} lists them)")
         self.kb = kb
         self.doc_id = doc_id
+
+
+class EmbedderMismatch(KnowledgeError):
+    """The KB's vectors came from another embedding model than its alias stands for now:
+    comparing a query vector of one model with passages of another finds nothing."""
+
+    def __init__(self, kb: str, indexed_with: str, configured: str) -> None:
+        super().__init__(
+            f"knowledge base {kb!r} was indexed with {indexed_with!r} but its embedder is "
+            f"now {configured!r}; re-embed it with: flowloom kb reindex {kb}")
+        self.kb = kb
+        self.indexed_with = indexed_with
+        self.configured = configured

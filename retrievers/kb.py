@@ -1,9 +1,16 @@
 """Knowledge bases: create, ingest files into, search, and remove.
 
 A knowledge base (KB) is a named set of documents parsed into chunks (`parse.py`),
-embedded through the model gateway (the `ModelProvider` of the flow engine: `local-embed`
-by default, batched), and indexed for dense and lexical search (`index.py`: Milvus Lite in
+embedded through the model gateway (the `ModelProvider` of the flow engine, batched; by
+default `local-embed-multilingual`, which reads about 100 languages, else `local-embed`),
+and indexed for dense and lexical search (`index.py`: Milvus Lite in
 `<home>/kb/milvus.db`, or a Milvus server when the KB is created with an `http://` URI).
+Passages are embedded as passages and questions as queries (e5's two prefixes).
+
+A KB records the embedder its vectors came from. Vectors of two embedders are not
+comparable, so when the KB's alias now stands for another model, searching and ingesting
+raise `EmbedderMismatch` until `areindex` (`flowloom kb reindex NAME`) has re-embedded
+every chunk into a new collection and swapped it in.
 The catalog (`_catalog.py`) records each document's content hash, so ingesting an
 unchanged file again does nothing, a changed file replaces its chunks, and a crash in the
 middle of a write leaves nothing that is ever answered (and is cleaned up on next use).
@@ -25,12 +32,13 @@ import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from flowloom.retrievers._catalog import Catalog, DocumentRow, KBRow
 from flowloom.retrievers.errors import (
+    EmbedderMismatch,
     KnowledgeBaseExists,
     KnowledgeError,
     UnknownDocument,
@@ -38,21 +46,26 @@ from flowloom.retrievers.errors import (
 )
 
 if TYPE_CHECKING:
-    from flowloom.flows.context import ModelProvider
+    from flowloom.flows.context import EmbedInput, ModelProvider
     from flowloom.retrievers.index import Hit, KnowledgeIndex
 
 __all__ = [
     "DEFAULT_EMBED_MODEL",
+    "EMBED_MODEL_PREFERENCE",
     "MODES",
     "IngestProgress",
     "IngestReport",
+    "ReindexReport",
     "KnowledgeBases",
     "close_knowledge_bases",
     "kb_dir",
     "knowledge_bases",
 ]
 
-DEFAULT_EMBED_MODEL = "local-embed"
+DEFAULT_EMBED_MODEL = "local-embed-multilingual"
+EMBED_MODEL_PREFERENCE = (DEFAULT_EMBED_MODEL, "local-embed")
+"""A new KB's embedder when none is named: the first of these the gateway has (a models
+file written before the multilingual alias existed still has `local-embed`)."""
 MODES = ("dense", "lexical", "hybrid")
 Mode = Literal["dense", "lexical", "hybrid"]
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -112,6 +125,26 @@ class IngestReport:
                 "index_seconds": round(self.index_seconds, 3)}
 
 
+@dataclass
+class ReindexReport:
+    """What a re-index did: the embedder before and after, chunks re-embedded, seconds."""
+
+    name: str
+    old_embed_model: str
+    embed_model: str
+    old_embedder: str | None
+    embedder: str | None
+    documents: int = 0
+    chunks: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "old_embed_model": self.old_embed_model,
+                "embed_model": self.embed_model, "old_embedder": self.old_embedder,
+                "embedder": self.embedder, "documents": self.documents, "chunks": self.chunks,
+                "seconds": round(self.seconds, 3)}
+
+
 def _files(paths: Iterable[Path], suffixes: frozenset[str]) -> tuple[list[Path], list[
         tuple[str, str]]]:
     """The files to ingest (folders walked for supported types), and paths refused."""
@@ -167,18 +200,36 @@ class KnowledgeBases:
         """Every KB with its document and chunk counts."""
         totals = self.catalog.totals()
         return [{"name": kb.name, "description": kb.description, "uri": kb.uri or "embedded",
-                 "embed_model": kb.embed_model, "dim": kb.dim,
+                 "embed_model": kb.embed_model, "embedder": kb.embedder, "dim": kb.dim,
                  "documents": totals.get(kb.name, (0, 0))[0],
                  "chunks": totals.get(kb.name, (0, 0))[1],
                  "max_chars": kb.max_chars, "overlap_chars": kb.overlap_chars,
                  "created_at": kb.created_at} for kb in self.catalog.kbs()]
 
+    def default_embed_model(self) -> str:
+        """The embedder a new KB gets: see `EMBED_MODEL_PREFERENCE`."""
+        aliases = self.models.aliases() if self.models is not None else []
+        return next((a for a in EMBED_MODEL_PREFERENCE if a in aliases), DEFAULT_EMBED_MODEL)
+
+    def embedder_id(self, alias: str) -> str | None:
+        """What `alias` stands for now (the gateway's `embedder_id`: alias and model), the
+        alias alone when the model provider cannot say, None when it has no such alias."""
+        ask = getattr(self.models, "embedder_id", None)
+        if not callable(ask):
+            return alias
+        try:
+            return str(ask(alias))
+        except Exception:  # noqa: BLE001 - an unknown alias: embedding will say so
+            return None
+
     def create(self, name: str, *, uri: str | None = None,
-               embed_model: str = DEFAULT_EMBED_MODEL, max_chars: int = 1200,
+               embed_model: str | None = None, max_chars: int = 1200,
                overlap_chars: int = 150, description: str = "",
                exist_ok: bool = False) -> KBRow:
         """Create a KB (nothing is embedded yet). `uri`: a Milvus server (`http://...`);
-        default: Milvus Lite under the home."""
+        default: Milvus Lite under the home. `embed_model`: an embedding alias; default
+        `default_embed_model()` (multilingual when configured)."""
+        embed_model = embed_model or self.default_embed_model()
         if not _NAME.match(name or ""):
             raise KnowledgeError(
                 f"knowledge base name {name!r} is not valid: use 1-63 lower-case letters, "
@@ -217,11 +268,30 @@ class KnowledgeBases:
             if index is None:
                 from flowloom.retrievers.index import KnowledgeIndex
 
-                index = KnowledgeIndex(kb.uri or str(self.dir / "milvus.db"), f"kb_{kb.name}",
-                                       kb.dim, lexical_dir=self.dir / "lexical" / kb.name)
+                index = KnowledgeIndex(self._uri(kb), kb.collection_name, kb.dim,
+                                       lexical_dir=self.dir / "lexical" / kb.name)
                 self._repair(kb.name, index)
                 self._indexes[kb.name] = index
             return index
+
+    def _uri(self, kb: KBRow) -> str:
+        return kb.uri or str(self.dir / "milvus.db")
+
+    def _check_embedder(self, kb: KBRow) -> KBRow:
+        """Raise `EmbedderMismatch` if the KB's vectors came from another model than its
+        alias stands for now. A KB from before embedders were recorded adopts the current
+        one (what it was built with cannot be known)."""
+        current = self.embedder_id(kb.embed_model)
+        if kb.dim is None or current is None:
+            return kb
+        if "=" not in current and (kb.embedder or "").partition("=")[0] == current:
+            return kb  # this model provider names no model: the alias is all it can check
+        if kb.embedder is None:
+            self.catalog.set_embedder(kb.name, current)
+            return self.get(kb.name)
+        if kb.embedder != current:
+            raise EmbedderMismatch(kb.name, kb.embedder, current)
+        return kb
 
     def _repair(self, name: str, index: KnowledgeIndex) -> None:
         """Remove what a crashed write left: chunks of every generation but the committed
@@ -248,10 +318,11 @@ class KnowledgeBases:
     def _write_lock(self, name: str) -> asyncio.Lock:
         return self._write_locks.setdefault(name, asyncio.Lock())
 
-    async def aembed(self, kb: KBRow, texts: Sequence[str]) -> builtins.list[builtins.list[float]]:
+    async def aembed(self, kb: KBRow, texts: Sequence[str], *,
+                     input_type: EmbedInput = "passage") -> builtins.list[builtins.list[float]]:
         if self.models is None:
             raise KnowledgeError("no model gateway is configured, so nothing can be embedded")
-        return await self.models.aembed(kb.embed_model, texts)
+        return await self.models.aembed(kb.embed_model, texts, input_type=input_type)
 
     async def aingest(self, name: str, paths: Sequence[Path], *,
                       progress: IngestProgress | None = None, ray: bool = False,
@@ -262,7 +333,7 @@ class KnowledgeBases:
         gateway); writing is the same either way."""
         from flowloom.retrievers.parse import SUPPORTED_SUFFIXES, ChunkSettings
 
-        kb = self.get(name)
+        kb = self._check_embedder(self.get(name))
         started = time.perf_counter()
         report = IngestReport()
         files, report.failed = _files(paths, SUPPORTED_SUFFIXES)
@@ -377,7 +448,7 @@ class KnowledgeBases:
         """Write one document's new version: announced, indexed, committed, old one gone.
         Returns the KB (its dimension is fixed by the first document)."""
         if kb.dim is None:
-            self.catalog.set_dim(kb.name, len(vectors[0]))
+            self.catalog.set_dim(kb.name, len(vectors[0]), self.embedder_id(kb.embed_model))
             kb = self.get(kb.name)
         elif vectors and len(vectors[0]) != kb.dim:
             raise KnowledgeError(f"knowledge base {kb.name!r} holds {kb.dim}-dimensional "
@@ -407,6 +478,84 @@ class KnowledgeBases:
         report.chunks += len(nodes)
         (report.updated if item.old is not None else report.added).append(str(path))
         return kb
+
+    async def areindex(self, name: str, *, embed_model: str | None = None) -> ReindexReport:
+        """Re-embed every chunk of KB `name` with `embed_model` (default: the KB's own
+        alias, for when that alias now stands for another model) into a new collection,
+        then swap it in: searches use the old index until the catalog points at the new
+        one in a single transaction, so a crash leaves the old index answering. Chunks
+        are not re-parsed: their text comes from the index. Ingests wait meanwhile.
+
+        >>> await kbs.areindex("docs", embed_model="local-embed")  # doctest: +SKIP
+        """
+        from llama_index.core.schema import TextNode
+
+        started = time.perf_counter()
+        async with self._write_lock(name):
+            kb = self.get(name)
+            alias = embed_model or kb.embed_model
+            if self.models is not None and alias not in self.models.aliases():
+                raise KnowledgeError(f"embed_model {alias!r} is not a model alias; "
+                                     f"aliases: {', '.join(self.models.aliases())}")
+            embedder = self.embedder_id(alias)
+            report = ReindexReport(name, kb.embed_model, alias, kb.embedder, embedder)
+            old = await asyncio.to_thread(self._index, kb)
+            if old is None:  # nothing indexed yet: only the alias changes
+                self.catalog.swap_index(name, embed_model=alias, embedder=None, dim=None,
+                                        collection=kb.collection)
+                report.seconds = time.perf_counter() - started
+                return report
+            target = _next_collection(kb)
+            new: KnowledgeIndex | None = None
+            try:
+                for doc in self.catalog.documents(name):
+                    hits = self._current(name, await asyncio.to_thread(old.chunks, doc.doc_id))
+                    if not hits:
+                        continue
+                    vectors = await self._embed_for(
+                        replace(kb, embed_model=alias), Path(doc.source),
+                        [hit.text for hit in hits])
+                    if new is None:
+                        new = await asyncio.to_thread(self._fresh_index, kb, target,
+                                                      len(vectors[0]))
+                    target_index: KnowledgeIndex = new
+                    nodes = [TextNode(id_=hit.chunk_id, text=hit.text, embedding=vector,
+                                      metadata={k: v for k, v in hit.metadata.items()
+                                                if not k.startswith("_")})
+                             for hit, vector in zip(hits, vectors, strict=True)]
+                    await asyncio.to_thread(target_index.add, nodes, doc_id=doc.doc_id,
+                                            generation=doc.generation)
+                    report.documents += 1
+                    report.chunks += len(nodes)
+            except BaseException:
+                if new is not None:  # never swapped in: drop the half-written collection
+                    await asyncio.to_thread(_drop_quietly, new)
+                raise
+            if new is None:  # documents without chunks: nothing to embed
+                self.catalog.swap_index(name, embed_model=alias, embedder=None, dim=None,
+                                        collection=kb.collection)
+            else:
+                self.catalog.swap_index(name, embed_model=alias, embedder=embedder,
+                                        dim=new.dim, collection=target)
+            with self._lock:
+                if new is None:
+                    self._indexes.pop(name, None)
+                else:
+                    self._indexes[name] = new
+            await asyncio.to_thread(_drop_quietly, old)
+            report.seconds = time.perf_counter() - started
+            return report
+
+    def _fresh_index(self, kb: KBRow, collection: str, dim: int) -> KnowledgeIndex:
+        """An empty index `collection` (one left by a crashed re-index is dropped first)."""
+        from flowloom.retrievers.index import KnowledgeIndex
+
+        index = KnowledgeIndex(self._uri(kb), collection, dim)
+        if index.count():
+            index.drop()
+            index.close()
+            index = KnowledgeIndex(self._uri(kb), collection, dim)
+        return index
 
     async def aremove_document(self, name: str, doc_id: str) -> None:
         kb = self.get(name)
@@ -439,11 +588,12 @@ class KnowledgeBases:
             raise KnowledgeError(f"mode {mode!r} is not one of {', '.join(MODES)}")
         if not 1 <= top_k <= 100:
             raise KnowledgeError(f"top_k {top_k}: must be between 1 and 100")
-        kb = self.get(name)
+        kb = self._check_embedder(self.get(name))
         index = await asyncio.to_thread(self._index, kb)
         if index is None or not query.strip():
             return []
-        vector = (await self.aembed(kb, [query]))[0] if mode != "lexical" else None
+        vector = ((await self.aembed(kb, [query], input_type="query"))[0]
+                  if mode != "lexical" else None)
         hits = await asyncio.to_thread(index.search, text=query, vector=vector,
                                        top_k=top_k + 5, mode=mode, filters=filters)
         return self._current(name, hits)[:top_k]
@@ -452,13 +602,13 @@ class KnowledgeBases:
                            mode: Mode = "hybrid", filters: Mapping[str, Any] | None = None,
                            ) -> builtins.list[builtins.list[Hit]]:
         """`asearch` for many queries, their embeddings computed in batches."""
-        kb = self.get(name)
+        kb = self._check_embedder(self.get(name))
         index = await asyncio.to_thread(self._index, kb)
         if index is None:
             return [[] for _ in queries]
         vectors: builtins.list[builtins.list[float] | None] = (
-            list(await self.aembed(kb, list(queries))) if mode != "lexical"
-            else [None] * len(queries))
+            list(await self.aembed(kb, list(queries), input_type="query"))
+            if mode != "lexical" else [None] * len(queries))
         out = []
         for query, vector in zip(queries, vectors, strict=True):
             hits = await asyncio.to_thread(index.search, text=query, vector=vector,
@@ -479,6 +629,24 @@ class KnowledgeBases:
         if index is None:
             return []
         return self._current(name, await asyncio.to_thread(index.chunks, doc_id))
+
+
+def _next_collection(kb: KBRow) -> str:
+    """The collection a re-index writes: `kb_<name>_R<n>`. The capital R cannot occur in a
+    KB name, so no two KBs' collections can collide."""
+    current = kb.collection_name
+    number = int(current.rsplit("_R", 1)[1]) + 1 if "_R" in current else 2
+    return f"kb_{kb.name}_R{number}"
+
+
+def _drop_quietly(index: KnowledgeIndex) -> None:
+    """Drop and close `index`; a failure leaves an unused collection, never a wrong answer."""
+    try:
+        index.drop()
+    except Exception:  # noqa: BLE001 - best effort: it is no longer read
+        pass
+    finally:
+        index.close()
 
 
 _instances: dict[Path, KnowledgeBases] = {}

@@ -59,7 +59,8 @@ class ScriptedModels:
                    max_tokens: int | None = None, streaming: bool = True) -> BaseChatModel:
         return ScriptedChatModel(owner=self)
 
-    async def aembed(self, alias: str, texts: Sequence[str]) -> list[list[float]]:
+    async def aembed(self, alias: str, texts: Sequence[str], *,
+                     input_type: str | None = None) -> list[list[float]]:
         return [[float(len(t)), 1.0] for t in texts]
 
 

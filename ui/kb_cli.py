@@ -64,8 +64,8 @@ def kb_create(
     description: Annotated[str, typer.Option(help="What it holds.")] = "",
     uri: Annotated[str | None, typer.Option(help="A Milvus server, http://host:19530 "
                                                  "(default: embedded Milvus Lite).")] = None,
-    embed_model: Annotated[str, typer.Option("--embed-model", help="Embedding alias.")]
-    = "local-embed",
+    embed_model: Annotated[str | None, typer.Option(
+        "--embed-model", help="Embedding alias (default: local-embed-multilingual).")] = None,
     max_chars: Annotated[int, typer.Option("--max-chars", help="Chunk size.")] = 1200,
     overlap: Annotated[int, typer.Option("--overlap", help="Chunk overlap (chars).")] = 150,
     models: ModelsOpt = None,
@@ -83,6 +83,28 @@ def kb_create(
     _with_kbs(models, work)
     typer.echo(f"knowledge base {name} created; add files with: flowloom ingest PATH --kb "
                f"{name}")
+
+
+@kb_app.command("reindex")
+def kb_reindex(
+    name: str,
+    embed_model: Annotated[str | None, typer.Option(
+        "--embed-model", help="Switch to this embedding alias (default: keep the KB's).")]
+    = None,
+    models: ModelsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Re-embed a knowledge base's chunks (after its embedder changed) into a new index,
+    swapped in when complete; until then searches use the old one."""
+    async def work(kbs: Any) -> Any:
+        return await kbs.areindex(name, embed_model=embed_model)
+
+    report = _with_kbs(models, work)
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    typer.echo(f"re-indexed {name}: {report.chunks} chunks of {report.documents} documents "
+               f"with {report.embed_model} in {report.seconds:.1f} s")
 
 
 @kb_app.command("list")

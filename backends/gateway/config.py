@@ -84,6 +84,9 @@ class ModelInfo(BaseModel):
     id: str | None = None
     mode: str = "chat"
     embedded: bool = False
+    input_type: bool = False
+    """An embedding model that wants to know a query from a passage (e5 and the like): the
+    gateway then sends `input_type: "query" | "passage"` with each request."""
 
 
 class Deployment(BaseModel):

@@ -32,6 +32,7 @@ from flowloom.backends.gateway.records import (
     UsageSummary,
 )
 from flowloom.backends.gateway.routes import PlannedDeployment, Route, plan_deployments
+from flowloom.flows.context import EmbedInput as InputType
 from flowloom.flows.errors import Problem
 
 # Set before litellm is ever imported: otherwise its import fetches the cost map online.
@@ -325,15 +326,34 @@ class Gateway:
 
         return Recovery(retries, fallbacks, backoff, _reason)
 
-    async def aembed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
-        """Embed `texts` with the embedding alias `model`, in batches; one vector per text."""
-        vectors, _tokens = await self.aembed_counted(model, texts)
+    def embedder_id(self, model: str) -> str:
+        """What the embedding alias `model` stands for (its deployments' models), so a
+        vector index can tell when an alias was pointed at another model."""
+        self._check(model)
+        models = sorted({d.litellm_params.model for d in self._config.model_list
+                         if d.model_name == model})
+        return f"{model}={','.join(models)}"
+
+    def _takes_input_type(self, model: str) -> bool:
+        return any(d.model_info.input_type for d in self._config.model_list
+                   if d.model_name == model)
+
+    async def aembed(self, model: str, texts: Sequence[str], *,
+                     input_type: InputType | None = None) -> list[list[float]]:
+        """Embed `texts` with the embedding alias `model`, in batches; one vector per text.
+        `input_type` ("query" or "passage") reaches models configured with
+        `model_info.input_type: true` (e5's prefixes); others ignore it."""
+        vectors, _tokens = await self.aembed_counted(model, texts, input_type=input_type)
         return vectors
 
-    async def aembed_counted(self, model: str, texts: Sequence[str]
+    async def aembed_counted(self, model: str, texts: Sequence[str], *,
+                             input_type: InputType | None = None,
                              ) -> tuple[list[list[float]], int]:
         """`aembed`, and the prompt tokens the calls used (as the provider reported)."""
         self._check(model)
+        extra: dict[str, Any] = (
+            {"extra_body": {"input_type": input_type}}
+            if input_type is not None and self._takes_input_type(model) else {})
         if not texts:
             return [], 0
         router = self._router or await self._arouter()
@@ -346,7 +366,7 @@ class Gateway:
             batch = list(texts[offset:offset + size])
             start = time.perf_counter()
             try:
-                response = await router.aembedding(model=model, input=batch)
+                response = await router.aembedding(model=model, input=batch, **extra)
             except Exception as exc:
                 raise self._failed(model, "embedding", start, exc) from exc
             latency = (time.perf_counter() - start) * 1000
@@ -379,9 +399,10 @@ class Gateway:
         """Sync `astream`."""
         return self._sync.iterate(self.astream(model, messages, **kwargs))
 
-    def embed(self, model: str, texts: Sequence[str]) -> list[list[float]]:
+    def embed(self, model: str, texts: Sequence[str], *,
+              input_type: InputType | None = None) -> list[list[float]]:
         """Sync `aembed`."""
-        return self._sync.run(self.aembed(model, texts))
+        return self._sync.run(self.aembed(model, texts, input_type=input_type))
 
     def health(self) -> list[DeploymentHealth]:
         """Sync `ahealth`."""

@@ -15,6 +15,7 @@ from flowloom.backends.gateway.config import (
 )
 from flowloom.backends.gateway.errors import UnknownModelError
 from flowloom.backends.gateway.gateway import Gateway
+from flowloom.flows.context import EmbedInput
 
 __all__ = ["MODELS_ENV", "GatewayModels", "load_gateway", "shipped_models_config"]
 
@@ -54,8 +55,13 @@ class GatewayModels:
         return GatewayChatModel(gateway=self.gateway, alias=alias, temperature=temperature,
                                 max_tokens=max_tokens, **fields)
 
-    async def aembed(self, alias: str, texts: Sequence[str]) -> list[list[float]]:
-        return await self.gateway.aembed(alias, texts)
+    async def aembed(self, alias: str, texts: Sequence[str], *,
+                     input_type: EmbedInput | None = None) -> list[list[float]]:
+        return await self.gateway.aembed(alias, texts, input_type=input_type)
+
+    def embedder_id(self, alias: str) -> str:
+        """The models behind embedding alias `alias` (see `Gateway.embedder_id`)."""
+        return self.gateway.embedder_id(alias)
 
 
 def shipped_models_config() -> GatewayConfig:

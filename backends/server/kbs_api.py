@@ -10,7 +10,10 @@ owns the data dir) use.
   an unsupported type is refused alone, the rest go on; 422 when none can be taken);
   `GET /kbs/jobs/{job_id}` follows it (`state` queued|running|done|error, files done of
   total, chunks, per-file errors, the refused files first).
-- `POST /kbs/{name}/search` `{query, top_k?, mode?, filters?}` → `{hits: [...]}`.
+- `POST /kbs/{name}/search` `{query, top_k?, mode?, filters?}` → `{hits: [...]}`; 409
+  when the KB's vectors came from another embedder than its alias stands for now.
+- `POST /kbs/{name}/reindex` `{embed_model?}`: re-embed every chunk into a new index and
+  swap it in (what `flowloom kb reindex` does); answers the report when done.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from flowloom.backends.netguard import url_problem
 from flowloom.backends.server.errors import BadRequest, Conflict, NotFound
 from flowloom.backends.server.tenancy import Principal, access, caller
 from flowloom.retrievers.errors import (
+    EmbedderMismatch,
     KnowledgeBaseExists,
     KnowledgeError,
     UnknownDocument,
@@ -61,9 +65,17 @@ class KBCreate(BaseModel):
     description: str = ""
     uri: str | None = Field(None, description="A Milvus server (http://host:port); "
                                               "default: embedded Milvus Lite.")
-    embed_model: str = "local-embed"
+    embed_model: str | None = Field(None, description="Embedding alias; default "
+                                                      "local-embed-multilingual.")
     max_chars: int = 1200
     overlap_chars: int = 150
+
+
+class ReindexRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    embed_model: str | None = Field(None, description="Switch to this embedding alias; "
+                                                      "default: keep the KB's.")
 
 
 class SearchRequest(BaseModel):
@@ -125,12 +137,13 @@ def _service(request: Request) -> KnowledgeService:
 
 @contextmanager
 def _mapped() -> Iterator[None]:
-    """Knowledge errors as the API's: unknown → 404, exists → 409, invalid → 422."""
+    """Knowledge errors as the API's: unknown → 404, exists or indexed with another
+    embedder → 409, invalid → 422."""
     try:
         yield
     except (UnknownKnowledgeBase, UnknownDocument) as exc:
         raise NotFound(str(exc)) from None
-    except KnowledgeBaseExists as exc:
+    except (KnowledgeBaseExists, EmbedderMismatch) as exc:
         raise Conflict(str(exc)) from None
     except KnowledgeError as exc:
         raise BadRequest(str(exc)) from None
@@ -260,6 +273,13 @@ async def search(name: str, body: SearchRequest, request: Request) -> dict[str, 
         hits = await _service(request).kbs.asearch(
             name, body.query, top_k=body.top_k, mode=body.mode, filters=body.filters or None)
     return {"hits": documents_from_hits(hits)}
+
+
+@router.post("/kbs/{name}/reindex", openapi_extra=SHARED)
+async def reindex(name: str, body: ReindexRequest, request: Request) -> dict[str, Any]:
+    with _mapped():
+        report = await _service(request).kbs.areindex(name, embed_model=body.embed_model)
+    return report.to_dict()
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")

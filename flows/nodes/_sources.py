@@ -7,7 +7,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["cited_numbers", "source_label", "sources_list", "sources_prompt"]
+__all__ = [
+    "cited_numbers", "language_instruction", "source_label", "sources_list", "sources_prompt",
+]
 
 _CITE = re.compile(r"\[(\d{1,3})\]")
 MAX_SOURCE_CHARS = 1500
@@ -29,15 +31,41 @@ def _docs(value: Any) -> list[dict[str, Any]]:
     return [d for d in value if isinstance(d, dict) and d.get("text")]
 
 
-def sources_prompt(value: Any) -> str:
-    """The system-prompt part that gives the model the numbered sources."""
+# Scripts whose language a question's characters give away, and what to tell the model.
+_SCRIPTS = (
+    (re.compile("[\u3040-\u30ff]"), "Japanese (日本語)"),
+    (re.compile("[\uac00-\ud7af]"), "Korean (한국어)"),
+    (re.compile("[\u4e00-\u9fff]"), "Chinese (中文)"),
+    (re.compile("[\u0400-\u04ff]"), "Russian or the Cyrillic language it is written in"),
+    (re.compile("[\u0600-\u06ff]"), "Arabic or the Arabic-script language it is written in"),
+)
+
+
+def language_instruction(question: str | None) -> str:
+    """Tell the model to answer in the question's language, by name when its script shows
+    it: sources in another language (English docs, a Chinese question) pull small models
+    into answering in the sources' language.
+
+    >>> language_instruction("如何升级软件包？")[:55]
+    'The question is in Chinese (中文): answer in Chinese (中文)'
+    """
+    for pattern, language in _SCRIPTS:
+        if question and pattern.search(question):
+            return (f"The question is in {language}: answer in {language}, even where the "
+                    "sources are in another language.")
+    return "Answer in the language of the question, even where the sources are in another one."
+
+
+def sources_prompt(value: Any, question: str | None = None) -> str:
+    """The system-prompt part that gives the model the numbered sources (and tells it to
+    answer in `question`'s language)."""
     docs = _docs(value)
     if not docs:
         return ("No sources were found for this question. Say that the knowledge base has "
-                "nothing on it; do not make an answer up.")
+                "nothing on it; do not make an answer up. " + language_instruction(question))
     parts = ["Answer from these sources only. Cite each claim with its source number in "
              "square brackets, like [1] or [2]. If the sources do not answer the question, "
-             "say so.", ""]
+             "say so. " + language_instruction(question), ""]
     for i, doc in enumerate(docs, start=1):
         n = doc.get("n", i)
         text = str(doc["text"])[:MAX_SOURCE_CHARS]

@@ -121,14 +121,16 @@ def build(params: Params, ctx: NodeContext) -> Any:
         request = ((config.get("configurable") or {}).get(REQUEST_KEY) or {}).get(node_id) or {}
         messages: list[BaseMessage] = []
         system_text = system.render(state) if system is not None else ""
+        asked = prompt.render(state) if prompt is not None else None
         if context:
-            system_text = f"{system_text}\n\n{sources_prompt(state.get(context))}".strip()
+            shown = sources_prompt(state.get(context), asked or _last_human(state))
+            system_text = f"{system_text}\n\n{shown}".strip()
         if system_text:
             messages.append(SystemMessage(system_text))
         if use_history:
             messages.extend(state.get("messages") or [])
-        if prompt is not None:
-            messages.append(HumanMessage(prompt.render(state)))
+        if asked is not None:
+            messages.append(HumanMessage(asked))
         answer = await model.ainvoke(messages, **request)
         if context and params.list_sources and "response_format" not in request:
             listed = sources_list(answer.text, state.get(context))
@@ -137,6 +139,14 @@ def build(params: Params, ctx: NodeContext) -> Any:
         return {output: [answer] if as_message else answer.text}
 
     return llm_chat
+
+
+def _last_human(state: dict[str, Any]) -> str | None:
+    """The text of the conversation's last user message (what sources answer)."""
+    for message in reversed(state.get("messages") or []):
+        if isinstance(message, HumanMessage):
+            return message.text
+    return None
 
 
 NODE_TYPE = NodeType(

@@ -99,8 +99,10 @@ def gateway(fake_openai: FakeOpenAI) -> Gateway:
 
 def test_shipped_config_has_the_local_models() -> None:
     config = shipped_models_config()
-    assert config.aliases() == ["local", "local-embed"]
-    local, embed = config.model_list
+    assert config.aliases() == ["local", "local-embed", "local-embed-multilingual"]
+    local, embed, multilingual = config.model_list
+    assert multilingual.model_info.mode == "embedding" and multilingual.model_info.input_type
+    assert not embed.model_info.input_type
     assert local.litellm_params.model == "openai/local"
     assert local.litellm_params.api_base == f"os.environ/{MODEL_URL_ENV}"
     assert local.model_info.embedded and local.model_info.mode == "chat"
@@ -182,8 +184,8 @@ async def test_unknown_alias_lists_valid_ones_without_calling_litellm(
     before = len(fake_openai.requests)
     with pytest.raises(UnknownModelError) as caught:
         await gw.acompletion("gpt-5", USER)
-    assert caught.value.choices == ("local", "local-embed")
-    assert "models are: local, local-embed" in str(caught.value)
+    assert caught.value.choices == ("local", "local-embed", "local-embed-multilingual")
+    assert "models are: local, local-embed, local-embed-multilingual" in str(caught.value)
     with pytest.raises(UnknownModelError):
         await gw.aembed("nope", ["x"])
     assert started == [] and len(fake_openai.requests) == before
@@ -281,6 +283,23 @@ async def test_embeddings_are_batched_and_ordered(fake_openai: FakeOpenAI) -> No
     calls = [r for r in fake_openai.requests[before:] if r[1] == "embeddings"]
     assert [len(body["input"]) for _, _, body in calls] == [2, 2, 1]
     assert await gw.aembed("embed", []) == []
+
+
+async def test_input_type_reaches_only_models_that_take_it(fake_openai: FakeOpenAI) -> None:
+    gw = make_gateway(fake_openai, SIMPLE.replace(
+        "router_settings:", "  - model_name: e5\n"
+        "    litellm_params: {model: openai/fake-e5, api_base: $OK, api_key: sk-test}\n"
+        "    model_info: {mode: embedding, input_type: true}\nrouter_settings:"))
+    before = len(fake_openai.requests)
+    await gw.aembed("e5", ["退款多久到账？"], input_type="query")
+    await gw.aembed("e5", ["passage text"])
+    await gw.aembed("embed", ["x"], input_type="query")  # MiniLM-like: nothing to tell it
+    bodies = [body for _, path, body in fake_openai.requests[before:] if path == "embeddings"]
+    assert [body.get("input_type") for body in bodies] == ["query", None, None]
+    assert gw.embedder_id("e5") == "e5=openai/fake-e5"
+    assert gw.embedder_id("embed") == "embed=openai/fake-embed"
+    with pytest.raises(UnknownModelError):
+        gw.embedder_id("nope")
 
 
 def test_sync_wrappers(gateway: Gateway) -> None:
@@ -515,7 +534,8 @@ def test_load_gateway_picks_the_first_config_found(
     monkeypatch.delenv(MODELS_ENV, raising=False)
     home = tmp_path / "home"
     home.mkdir()
-    assert load_gateway(home=home).aliases() == ["local", "local-embed"]
+    assert load_gateway(home=home).aliases() == ["local", "local-embed",
+                                                 "local-embed-multilingual"]
     write(home / "models.yaml", "from-home")
     assert load_gateway(home=home).aliases() == ["from-home"]
     monkeypatch.setenv(MODELS_ENV, str(write(tmp_path / "env.yaml", "from-env")))

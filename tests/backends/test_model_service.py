@@ -135,6 +135,27 @@ def test_embeddings_batch_and_similarity(client: OpenAI, service: Service) -> No
     assert raw["usage"]["total_tokens"] == raw["usage"]["prompt_tokens"] > 0
 
 
+@pytest.mark.slow
+def test_multilingual_embeddings_know_a_query_from_a_passage(service: Service) -> None:
+    def embed(texts: list[str], input_type: str | None = None) -> np.ndarray:
+        body: dict = {"model": "local-embed-multilingual", "input": texts}
+        if input_type is not None:
+            body["input_type"] = input_type
+        raw = httpx.post(f"{service.url}/embeddings", json=body, timeout=60).json()
+        assert raw["model"] == "local-embed-multilingual" and raw["usage"]["prompt_tokens"] > 0
+        return np.array([d["embedding"] for d in raw["data"]])
+
+    passages = embed(["退款会在五到七个工作日内退回到原支付方式。",
+                      "珠穆朗玛峰是世界上最高的山峰。"], "passage")
+    assert passages.shape == (2, 384)
+    assert np.allclose(np.linalg.norm(passages, axis=1), 1.0, atol=1e-3)
+    assert np.allclose(embed(["珠穆朗玛峰是世界上最高的山峰。"])[0], passages[1], atol=1e-5)
+    query = embed(["How long does a refund take?"], "query")[0]  # across languages
+    assert query @ passages[0] > query @ passages[1] + 0.1
+    # "query: " and "passage: " are different inputs to e5: not the same vector
+    assert not np.allclose(embed(["退款"], "query"), embed(["退款"], "passage"), atol=1e-3)
+
+
 async def _chat(http: httpx.AsyncClient, url: str, i: int, stream: bool) -> str:
     body = {"model": "local", "temperature": 0, "max_tokens": 8, "stream": stream,
             "messages": [{"role": "user", "content": f"Count from {i} to {i + 5}."}]}
@@ -170,7 +191,8 @@ async def test_concurrent_requests_queue(service: Service) -> None:
     ("path", "body", "status", "says"),
     [
         ("chat/completions", {"model": "local"}, 400, "messages"),
-        ("chat/completions", {"model": "gpt-4", "messages": QUESTION}, 404, "local, local-embed"),
+        ("chat/completions", {"model": "gpt-4", "messages": QUESTION}, 404,
+         "local, local-embed, local-embed-multilingual"),
         ("chat/completions", b'{"model": "local", "messages": [', 400, "not valid JSON"),
         ("chat/completions", b"[1, 2]", 400, "JSON object"),
         ("chat/completions", {"messages": [{"role": "robot", "content": "hi"}]}, 400, "role"),
@@ -181,7 +203,10 @@ async def test_concurrent_requests_queue(service: Service) -> None:
         ("completions", {"model": "local"}, 400, "prompt"),
         ("completions", {"prompt": "hi", "logprobs": 0}, 400, "logprobs"),
         ("embeddings", {"model": "local-embed"}, 400, "input"),
-        ("embeddings", {"model": "local", "input": "hi"}, 400, "'local-embed'"),
+        ("embeddings", {"model": "local", "input": "hi"}, 400,
+         "'local-embed' or 'local-embed-multilingual'"),
+        ("embeddings", {"model": "local-embed-multilingual", "input": "hi",
+                        "input_type": "question"}, 400, "input_type"),
         ("embeddings", {"model": "nope", "input": "hi"}, 404, "does not exist"),
         ("embeddings", b"not json", 400, "not valid JSON"),
     ],
@@ -203,8 +228,9 @@ def test_bad_requests_get_4xx_with_a_message(
 def test_health_and_models_list_both(service: Service, client: OpenAI) -> None:
     health = httpx.get(f"{service.root}/health", timeout=5)
     assert health.status_code == 200
-    assert health.json() == {"status": "ok", "models": ["local", "local-embed"]}
-    assert sorted(m.id for m in client.models.list()) == ["local", "local-embed"]
+    models = ["local", "local-embed", "local-embed-multilingual"]
+    assert health.json() == {"status": "ok", "models": models}
+    assert sorted(m.id for m in client.models.list()) == models
 
 
 @pytest.mark.slow

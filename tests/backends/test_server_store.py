@@ -40,13 +40,15 @@ class WordModels(ScriptedModels):
         super().__init__(lambda messages: str(messages[0].content), aliases=aliases)
         self.embedded: list[str] = []
 
-    async def aembed(self, alias: str, texts: Sequence[str]) -> list[list[float]]:
+    async def aembed(self, alias: str, texts: Sequence[str], *,
+                     input_type: str | None = None) -> list[list[float]]:
         self.embedded.extend(texts)
         return [[t.lower().count(word) + 0.01 for word in VOCAB] for t in texts]
 
 
 class BrokenEmbedder(WordModels):
-    async def aembed(self, alias: str, texts: Sequence[str]) -> list[list[float]]:
+    async def aembed(self, alias: str, texts: Sequence[str], *,
+                     input_type: str | None = None) -> list[list[float]]:
         raise ConnectionError("embedding server unreachable")
 
 

@@ -58,3 +58,23 @@ def test_citations_in_order_and_uncited_answers_list_everything():
     assert cited_numbers("b [2], a [1], again [2], bogus [7]", DOCS) == [2, 1]
     assert sources_list("no citations", DOCS) == (
         "Sources:\n[1] kb.md § Idempotent ingestion\n[2] guide.pdf, p. 3")
+
+
+def test_the_model_is_told_to_answer_in_the_questions_language():
+    docs = [{"n": 1, "text": "Reset with the button.", "filename": "router.md"}]
+    chinese = sources_prompt(docs, "路由器怎么重置？")
+    assert "The question is in Chinese (中文): answer in Chinese (中文)" in chinese
+    assert "[1] router.md" in chinese
+    assert "answer in Japanese" in sources_prompt(docs, "ルーターをリセットするには？")
+    assert "in the language of the question" in sources_prompt(docs, "How do I reset it?")
+    assert "in the language of the question" in sources_prompt(docs)
+    assert "answer in Chinese" in sources_prompt([], "退款多久到账？")
+
+
+async def test_a_chinese_question_gets_the_chinese_instruction_in_the_flow():
+    models = ScriptedModels(lambda _m: "按复位键 [1]。")
+    flow = _flow()
+    await FlowRunner(flow, compile_flow(flow, ctx=BuildContext(models=models))
+                     ).ainvoke("路由器怎么重置？")
+    system = models.calls[0][0].content
+    assert "The question is in Chinese (中文): answer in Chinese (中文)" in system

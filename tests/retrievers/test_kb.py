@@ -1,6 +1,7 @@
 """Knowledge bases end to end with the real parts: files parsed by unstructured, embedded
-by the bundled all-MiniLM-L6-v2 through the model gateway and the embedded model service,
-indexed in Milvus Lite; the rag_chat example answered by the bundled chat model."""
+by the bundled multilingual e5 (the default) through the model gateway and the embedded
+model service, indexed in Milvus Lite; the rag_chat example answered by the bundled chat
+model."""
 
 from __future__ import annotations
 
@@ -144,7 +145,9 @@ async def test_rag_chat_answers_from_the_demo_kb_and_cites_it(tmp_path, running_
         state = await runner.graph.aget_state(
             {"configurable": {"thread_id": result.thread_id}})
         documents = state.values["documents"]
-        assert documents and documents[0]["filename"] == "flows.md"
+        # the multilingual e5 scores overview.md's "what flowloom is" (which names
+        # validation) within 0.01 of flows.md's Validation section: either may come first
+        assert "flows.md" in [d["filename"] for d in documents[:2]]
         answer = result.output
         body, _, sources = answer.partition("\n\nSources:\n")
         assert body.strip() and sources

@@ -113,7 +113,7 @@ def test_models_without_a_running_service(tmp_path):
                          capture_output=True, text=True, timeout=120,
                          env={**os.environ, "FLOWLOOM_HOME": str(tmp_path)})
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("not running, starts on first use") == 2
+    assert out.stdout.count("not running, starts on first use") == 3
 
 
 @pytest.mark.slow
@@ -125,5 +125,5 @@ def test_models_check_probes_the_running_service(model_home, running_model_servi
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert {r["alias"]: r["status"] for r in report["health"]} == {
-        "local": "ok", "local-embed": "ok"}
+        "local": "ok", "local-embed": "ok", "local-embed-multilingual": "ok"}
     assert report["routes"]["local"][0]["api_base"] == running_model_service
