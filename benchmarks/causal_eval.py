@@ -13,12 +13,19 @@
 2. LaLonde: NSW experiment (treat -> re78, experimental difference 1,794.34) and NSW
    treated + CPS controls (observational), naive vs backdoor vs gcm, plus OLS on the
    covariates and the effect on the treated (gcm and backdoor, population="treated").
+1b. (--only coverage) Empirical coverage of the nominal 95% interval: --coverage-seeds
+   seeds per synthetic SCM, each a fresh sample and fit, against the population truth.
+2b. (--only acic) ACIC 2016 instances shipped by causallib (4,802 rows, 58 covariates,
+   three of them text of 6, 16 and 5 values), every covariate a confounder ('*'), against
+   the known mean(mu1 - mu0); and (with lalonde) the NSW experiment with '*'.
 3. Latency once fitted: effect and counterfactual queries p50/p95 (>= 50 each), the fit,
    batched counterfactuals per second over 10,000 units, and the same queries refitting
    per query (no cache) so the ratio shows what the cache buys.
 
     $ LITELLM_LOCAL_MODEL_COST_MAP=True DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 nice -n 10 \\
       .venv/bin/python benchmarks/causal_eval.py
+    $ ... benchmarks/causal_eval.py --only coverage --coverage-seeds 50 --workers 2
+    $ ... benchmarks/causal_eval.py --only acic --only lalonde
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -318,6 +326,57 @@ def shipped_demo() -> None:
         print(f"error {i}: {message}")
 
 
+# ------------------------------------------------------------------- 1b. coverage
+
+
+def _covers(job: tuple[str, int, int, int]) -> tuple[str, int, float, float, float, float]:
+    """One seed of one SCM: (case, seed, truth, estimate, ci_low, ci_high)."""
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    name, seed, n, n_boot = job
+    c = CASES[name](demo.N_ROWS if name == "churn" else n, seed)
+    q = _query(kind="effect", treatment=c.treatment, outcome=c.outcome, value=c.value,
+               baseline=c.baseline, n_boot=n_boot)
+    num = causal.run_query(c.table, causal.parse_graph(c.graph), q, seed=seed)["numbers"]
+    causal.clear_cache()
+    return name, seed, c.truth, num["effect"], num["ci_low"], num["ci_high"]
+
+
+def coverage(seeds: int, n: int, n_boot: int, workers: int) -> None:
+    """Empirical coverage of the nominal 95% interval: many seeds per synthetic SCM, each a
+    fresh sample and fit, against the population truth."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = [(name, seed, n, n_boot) for seed in range(seeds) for name in CASES]
+    print(f"\n1b. Interval coverage: {seeds} seeds x {len(CASES)} SCMs, n = {n:,} (churn:"
+          f" {demo.N_ROWS:,}), {n_boot} bootstrap refits, nominal 95%")
+    results = []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for r in pool.map(_covers, jobs):  # in order; each printed as it comes
+            results.append(r)
+            print(f"  ... {r[0]} seed {r[1]}: truth {r[2]:+.4f} estimate {r[3]:+.4f} CI"
+                  f" [{r[4]:+.4f}, {r[5]:+.4f}] {'covers' if r[4] <= r[2] <= r[5] else 'MISS'}",
+                  file=sys.stderr, flush=True)
+    rows = []
+    for name in CASES:
+        mine = [r for r in results if r[0] == name]
+        covered = [lo <= truth <= hi for _, _, truth, _, lo, hi in mine]
+        errors = [est - truth for _, _, truth, est, _, _ in mine]
+        widths = [hi - lo for *_, lo, hi in mine]
+        # the interval's implied sd against the estimates' actual spread over seeds
+        implied = statistics.mean(w / (2 * 1.96) for w in widths)
+        rows.append([name, f"{sum(covered)}/{len(covered)}",
+                     f"{100 * sum(covered) / len(covered):.0f}%",
+                     _fmt(statistics.mean(errors), 4), f"{statistics.stdev(errors):.4f}",
+                     f"{implied:.4f}",
+                     f"{statistics.stdev(errors) / implied:.2f}"])
+    _print_table(["case", "covers", "coverage", "mean bias", "sd over seeds",
+                  "interval sd", "ratio"], rows)
+    total = sum(lo <= truth <= hi for _, _, truth, _, lo, hi in results)
+    print(f"all: {total}/{len(results)} = {100 * total / len(results):.1f}% (nominal 95%);"
+          " ratio: sd of the estimate over seeds / the sd the interval implies (1 = right)")
+
+
 # --------------------------------------------------------------------- 2. LaLonde
 
 
@@ -354,6 +413,80 @@ def lalonde() -> None:
                  rows)
     print("ATT: the effect on the treated (population='treated'): the NSW treated are the "
           "same people in both rows, so the experiment's 1,794 is the target of both")
+
+
+# ------------------------------------------------------------------ 2b. ACIC 2016
+
+
+def acic(instances: list[int], n_boot: int, confounders: str = "*") -> None:
+    """ACIC 2016 data challenge instances as causallib ships them (4,802 rows, 58
+    covariates, x_2, x_21 and x_24 text of 6, 16 and 5 values): the effect of z on y with
+    every covariate a confounder (`confounders_graph(..., "*")`), against the truth
+    mean(mu1 - mu0) over the rows (and the sample's mean(y1 - y0))."""
+    from causallib.datasets import load_acic16
+
+    print(f"\n2b. ACIC 2016 (causallib's instances), effect of z on y, confounders"
+          f" '{confounders}', {n_boot} bootstrap refits")
+    rows = []
+    errors: list[float] = []
+    covered: list[bool] = []
+    for instance in instances:
+        x, zymu = load_acic16(instance=instance, raw=True)
+        table = x.copy()
+        table["z"] = zymu["z"].to_numpy()
+        table["y"] = np.where(table["z"] == 1, zymu["y1"], zymu["y0"])
+        truth = float((zymu["mu1"] - zymu["mu0"]).mean())
+        sample = float((zymu["y1"] - zymu["y0"]).mean())
+        text = [c for c in x.columns if not pd.api.types.is_numeric_dtype(x[c])]
+        graph = causal.confounders_graph(list(table.columns), "z", "y", confounders)
+        t0 = time.perf_counter()
+        res = causal.run_query(table, graph, _query(kind="effect", treatment="z", outcome="y",
+                                                    n_boot=n_boot))
+        wall = time.perf_counter() - t0
+        num = res["numbers"]
+        used = set(num["adjustment_set"])
+        one_hot = res["one_hot"]
+        all_used = all(c in used or (c in one_hot and set(one_hot[c]["columns"].values())
+                                     <= used) for c in x.columns)
+        lo, hi = num["ci_low"], num["ci_high"]
+        errors.append(_pct(num["effect"], truth))
+        covered.append(lo <= truth <= hi)
+        rows.append([f"instance {instance}", f"{len(table):,}", f"{x.shape[1]}",
+                     ",".join(f"{c}:{table[c].nunique()}" for c in text),
+                     f"{len(used)}", "yes" if all_used else "NO", _fmt(truth),
+                     _fmt(sample), _fmt(num["effect"]), f"{errors[-1]:.1f}%",
+                     f"[{lo:+.3f}, {hi:+.3f}]", "yes" if covered[-1] else "NO",
+                     _fmt(num["backdoor_effect"]),
+                     f"{_pct(num['backdoor_effect'], truth):.1f}%",
+                     _fmt(num["naive_difference"]),
+                     f"{_pct(num['naive_difference'], truth):.1f}%",
+                     _short(num["mechanisms"].get("y", "?")), f"{wall:.0f}"])
+        print(f"  ... ACIC instance {instance}: {wall:.0f} s", file=sys.stderr, flush=True)
+        causal.clear_cache()
+    _print_table(["data", "rows", "covariates", "text (values)", "adjusted", "all used",
+                  "truth", "sample", "gcm", "err", "95% CI", "covers", "backdoor", "err",
+                  "naive", "err", "y model", "s"], rows)
+    print(f"truth: mean(mu1 - mu0) over the rows; sample: mean(y1 - y0); adjusted: columns in"
+          f" the adjustment set (text ones as 0/1 columns). gcm within 5%:"
+          f" {sum(e <= 5.0 for e in errors)}/{len(errors)}, CI covers:"
+          f" {sum(covered)}/{len(covered)}, mean error {statistics.mean(errors):.1f}%")
+
+
+def lalonde_star() -> None:
+    """The NSW experiment with `--confounders '*'`: every column but treat and re78 (the
+    text column data_id, one value here, too) against the experimental 1,794.34."""
+    nsw = pd.read_csv(LALONDE / "nsw_mixtape.csv")
+    graph = causal.confounders_graph(list(nsw.columns), "treat", "re78", "*")
+    res = causal.run_query(nsw, graph, _query(kind="effect", treatment="treat",
+                                              outcome="re78"))
+    num = res["numbers"]
+    print(f"\nNSW experiment, '*' confounders ({len(nsw):,} rows): gcm {num['effect']:,.0f}"
+          f" ({_pct(num['effect'], NSW_EXPERIMENTAL):.1f}% off 1,794.34), 95% CI"
+          f" [{num['ci_low']:,.0f}, {num['ci_high']:,.0f}]"
+          f" ({'covers' if num['ci_low'] <= NSW_EXPERIMENTAL <= num['ci_high'] else 'MISSES'}),"
+          f" backdoor {num['backdoor_effect']:,.0f}, naive {num['naive_difference']:,.0f};"
+          f" adjusted for {', '.join(sorted(num['adjustment_set']))}; encodings"
+          f" {res['encodings']}")
 
 
 # --------------------------------------------------------------------- 3. latency
@@ -404,7 +537,7 @@ def latency(n_queries: int, n_batch: int, n_refit: int) -> None:
     for i, u in enumerate(rng.choice(len(table), size=n_queries, replace=False)):
         q = _query(kind="counterfactual", treatment="discount", outcome="churn_score",
                    value=float(i % 2), unit=int(u))
-        cfq.append(_timed(lambda q=q: causal.run_query(table, graph, q)))
+        cfq.append(_timed(partial(causal.run_query, table, graph, q)))
 
     # baseline: no cache, every query fits the model again (the same effect query)
     nocache: list[float] = []
@@ -417,7 +550,7 @@ def latency(n_queries: int, n_batch: int, n_refit: int) -> None:
     all_units = list(range(n_batch))
     batch_s = _timed(lambda: causal.counterfactuals(big, graph, all_units, "discount", 1.0,
                                                     "churn_score"))
-    one_by_one = [_timed(lambda u=u: causal.run_query(big, graph, _query(
+    one_by_one = [_timed(partial(causal.run_query, big, graph, _query(
         kind="counterfactual", treatment="discount", outcome="churn_score", value=1.0,
         unit=int(u)))) for u in range(50)]
 
@@ -462,10 +595,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=60)
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--refit", type=int, default=3)
-    ap.add_argument("--only", choices=["synthetic", "lalonde", "latency"], action="append")
+    ap.add_argument("--coverage-seeds", type=int, default=50)
+    ap.add_argument("--n-boot", type=int, default=20, help="coverage: bootstrap refits")
+    ap.add_argument("--workers", type=int, default=2, help="coverage: processes")
+    ap.add_argument("--acic", default="1,2,3,4,5,6,7,8,9,10",
+                    help="acic: causallib's ACIC 2016 instances (1-10)")
+    ap.add_argument("--acic-confounders", default="*",
+                    help="acic: e.g. '*,-x_2,-x_21,-x_24' leaves the text covariates out")
+    ap.add_argument("--only", choices=["synthetic", "coverage", "lalonde", "acic", "latency"],
+                    action="append")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
+    # coverage and acic (causallib, minutes): when named
     only = set(args.only or ["synthetic", "lalonde", "latency"])
     t0 = time.perf_counter()
     import dowhy.gcm  # noqa: F401  (imported before anything is timed)
@@ -474,8 +616,13 @@ def main(argv: list[str] | None = None) -> int:
     if "synthetic" in only:
         synthetic(list(range(args.seeds)), args.n, args.units)
         shipped_demo()
+    if "coverage" in only:
+        coverage(args.coverage_seeds, args.n, args.n_boot, args.workers)
     if "lalonde" in only:
         lalonde()
+        lalonde_star()
+    if "acic" in only:
+        acic([int(i) for i in args.acic.split(",")], args.n_boot, args.acic_confounders)
     if "latency" in only:
         latency(args.queries, args.batch, args.refit)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")

@@ -10,7 +10,8 @@
     $ flowloom causal query --connection demo --sql "SELECT * FROM orders" --graph g.txt ...
 
 `--graph` is a file or the graph itself ("a -> b; b -> c", DOT, JSON pairs);
-`--confounders c1,c2` (or '*': every other numeric column) adds "each causes both the
+`--confounders c1,c2` (or '*': every other column, a text one of many values as 0/1
+columns; '*,-id' leaves the column id out) adds "each causes both the
 treatment and the outcome, and the treatment causes the outcome". A mistake in the input
 is one line on stderr and exit 2.
 """
@@ -71,13 +72,6 @@ def _unit(text: str | None) -> int | dict[str, float] | None:
     return {str(k): float(v) for k, v in values.items()}
 
 
-def _numeric_columns(table: Any) -> list[str]:
-    import pandas as pd
-
-    return [str(c) for c in table.columns if pd.api.types.is_numeric_dtype(table[c])
-            or pd.api.types.is_bool_dtype(table[c])]
-
-
 @causal_app.command("query")
 def query(
     kind: Annotated[str, typer.Option(
@@ -93,7 +87,8 @@ def query(
     graph: Annotated[str | None, typer.Option(
         "--graph", help="Graph file or text: 'a -> b; b -> c', DOT or JSON pairs.")] = None,
     confounders: Annotated[str | None, typer.Option(
-        "--confounders", help="Columns causing both X and Y (comma-separated, or '*').")]
+        "--confounders", help="Columns causing both X and Y (comma-separated, or '*'; "
+        "'*,-id' leaves id out).")]
     = None,
     value: Annotated[float | None, typer.Option(
         "--value", help="do(X = value); effect's treated level.")] = None,
@@ -171,13 +166,8 @@ def _answer(kind: str, outcome: str, treatment: str | None, data: Path | None,
     edges: list[tuple[str, str]] = []
     if graph is not None:
         edges += parse_graph(_graph_text(graph)).edges
-    if confounders is not None:
+    if confounders is not None:  # '*': every column, text too ('*,-id' leaves id out)
         columns = [str(c) for c in table.columns]
-        if confounders.strip() == "*":  # identifiers and text columns are no confounders
-            columns = _numeric_columns(table)
-            for name in (treatment or "", outcome):
-                if name in table.columns and name not in columns:
-                    columns.append(name)
         edges += confounders_graph(columns, treatment or "", outcome, confounders).edges
     causal_graph = CausalGraph(tuple(dict.fromkeys(edges)))
     query = CausalQuery.model_validate({

@@ -39,7 +39,8 @@ def flowloom(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_an_effect_as_json_with_confounders_star(csv: Path, tmp_path: Path) -> None:
-    out = flowloom(tmp_path, "--data", str(csv), "--confounders", "*", "--query", "effect",
+    out = flowloom(tmp_path, "--data", str(csv), "--confounders", "*,-customer", "--query",
+                   "effect",
                    "--treatment", "x", "--outcome", "y", "--value", "1", "--baseline", "0",
                    "--quality", "fast", "--n-boot", "10", "--json")
     assert out.returncode == 0, out.stderr
@@ -47,9 +48,38 @@ def test_an_effect_as_json_with_confounders_star(csv: Path, tmp_path: Path) -> N
     numbers = answer["numbers"]
     assert numbers["effect"] == pytest.approx(2.0, rel=0.05)
     assert numbers["ci_low"] < 2.0 < numbers["ci_high"]
-    assert sorted(numbers["adjustment_set"]) == ["w", "z"]  # '*' skipped the text column
+    assert sorted(numbers["adjustment_set"]) == ["w", "z"]  # '-customer' left it out
     assert answer["reading"].startswith("Setting x from 0 to 1 changes y by +")
     assert answer["fit_seconds"] > 0 and answer["cached"] is False
+
+
+def test_star_never_drops_a_text_column_silently(csv: Path, tmp_path: Path) -> None:
+    out = flowloom(tmp_path, "--data", str(csv), "--confounders", "*", "--query", "effect",
+                   "--treatment", "x", "--outcome", "y", "--quality", "fast")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("error: data: column customer (2000 text values: 'c0', ")
+    assert "too many values to encode as 0/1 columns" in out.stderr
+    assert "--confounders '*,-customer'" in out.stderr
+
+
+def test_star_encodes_a_many_valued_text_confounder(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    n = 1500
+    region = rng.choice(["east", "north", "south"], n)
+    shift = pd.Series(region).map({"east": -1.0, "north": 0.0, "south": 1.5}).to_numpy()
+    x = shift + rng.normal(size=n)
+    y = 2.0 * x + 2.0 * shift + rng.normal(size=n)
+    path = tmp_path / "regions.csv"
+    pd.DataFrame({"region": region, "x": x, "y": y}).to_csv(path, index=False)
+    out = flowloom(tmp_path, "--data", str(path), "--confounders", "*", "--query", "effect",
+                   "--treatment", "x", "--outcome", "y", "--value", "1", "--baseline", "0",
+                   "--quality", "fast", "--n-boot", "10", "--json")
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert sorted(answer["numbers"]["adjustment_set"]) == ["region=north", "region=south"]
+    assert answer["numbers"]["effect"] == pytest.approx(2.0, rel=0.05)
+    assert answer["one_hot"] == {"region": {"baseline": "east", "columns": {
+        "north": "region=north", "south": "region=south"}}}
 
 
 def test_a_mistake_is_one_line_and_exit_2(csv: Path, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from flowloom.tools.causal import (
     CausalError,
     CausalGraph,
     confounders_graph,
+    encoded_graph,
     load_table,
     parse_graph,
     prepare_table,
@@ -85,6 +86,12 @@ def test_validation_names_the_problem_and_what_is_valid() -> None:
 def test_confounders_shorthand() -> None:
     everyone = confounders_graph(COLUMNS, "x", "y", "*")
     assert everyone.edges == (("a", "x"), ("a", "y"), ("b", "x"), ("b", "y"), ("x", "y"))
+    assert confounders_graph(COLUMNS, "x", "y", "*, -a").edges == (
+        ("b", "x"), ("b", "y"), ("x", "y"))
+    with pytest.raises(CausalError, match="confounders: '-c': 'c' is not a column"):
+        confounders_graph(COLUMNS, "x", "y", "*,-c")
+    with pytest.raises(CausalError, match="write '\\*,-a' or list the confounders"):
+        confounders_graph(COLUMNS, "x", "y", "b,-a")
     assert confounders_graph(COLUMNS, "x", "y", "b").edges == (
         ("b", "x"), ("b", "y"), ("x", "y"))
     assert confounders_graph(COLUMNS, "x", "y", []).edges == (("x", "y"),)
@@ -106,8 +113,9 @@ def test_a_csv_table_keeps_the_graphs_columns_as_numbers(tmp_path: Path) -> None
     numbers = load_table(csv=path, graph=parse_graph("flag -> y; x -> y"))
     assert list(numbers.columns) == ["flag", "y", "x"]
     assert numbers.dtypes.eq("float64").all() and numbers["flag"].iloc[:2].tolist() == [1, 0]
-    with pytest.raises(CausalError, match=r"column name \(30 values: 'n0', 'n1', 'n10', "
-                                          r"'n11', 'n12', \.\.\.\) is not numeric"):
+    with pytest.raises(CausalError, match=r"column name \(30 text values: 'n0', 'n1', 'n10', "
+                                          r"'n11', 'n12', \.\.\.\) has too many values to "
+                                          r"encode as 0/1 columns \(at most 6 for 30 rows\)"):
         prepare_table(table, parse_graph("name -> y"))
     with pytest.raises(CausalError, match="more than 10 rows"):
         load_table(csv=path, max_rows=10)
@@ -125,6 +133,35 @@ def test_a_two_valued_text_column_is_zero_one_in_sorted_order() -> None:
     assert numbers.attrs["encodings"] == {"plan": {"basic": 0.0, "pro": 1.0}}
     assert numbers.loc[0, "plan"] == 1.0 and numbers.loc[1, "plan"] == 0.0
     assert 4 not in numbers.index and len(numbers) == 29
+
+
+def test_a_many_valued_text_cause_is_zero_one_columns_one_per_value() -> None:
+    region = ["north", "south", "east"] * 10
+    table = pd.DataFrame({"region": region, "x": [float(i % 7) for i in range(30)],
+                          "y": [float(i) for i in range(30)]})
+    table.loc[4, "region"] = None
+    graph = parse_graph("region -> x; region -> y; x -> y")
+    numbers = prepare_table(table, graph)
+    assert list(numbers.columns) == ["region=north", "region=south", "x", "y"]
+    assert numbers.attrs["one_hot"] == {"region": {"baseline": "east", "columns": {
+        "north": "region=north", "south": "region=south"}}}
+    assert numbers.loc[0, ["region=north", "region=south"]].tolist() == [1.0, 0.0]
+    assert numbers.loc[2, ["region=north", "region=south"]].tolist() == [0.0, 0.0]
+    assert 4 not in numbers.index and len(numbers) == 29
+    assert encoded_graph(graph, numbers).edges == (
+        ("region=north", "x"), ("region=south", "x"), ("region=north", "y"),
+        ("region=south", "y"), ("x", "y"))
+    again = prepare_table(numbers, graph)  # a prepared table prepares to itself
+    assert again.equals(numbers) and again.attrs["one_hot"] == numbers.attrs["one_hot"]
+
+
+def test_a_many_valued_text_column_that_cannot_be_used_is_named() -> None:
+    table = pd.DataFrame({"region": ["north", "south", "east"] * 10,
+                          "x": [float(i % 7) for i in range(30)],
+                          "y": [float(i) for i in range(30)]})
+    with pytest.raises(CausalError, match=r"column region \(3 text values: 'east', 'north', "
+                                          r"'south'\) has causes in the graph \(x\)"):
+        prepare_table(table, parse_graph("x -> region; region -> y"))
 
 
 def test_rows_with_missing_values_are_dropped_keeping_row_numbers() -> None:

@@ -380,3 +380,61 @@ def test_a_two_valued_text_treatment_is_encoded_and_said() -> None:
     assert answer["encodings"] == {"plan": {"basic": 0.0, "pro": 1.0}}
     assert answer["numbers"]["effect"] == pytest.approx(2.0, rel=0.08)
     assert answer["reading"].endswith("Text columns as numbers: plan basic = 0, pro = 1.")
+
+
+@pytest.fixture(scope="module")
+def regions() -> pd.DataFrame:
+    """region (four text values) confounds t and y: y = 2 t + 3 shift(region) + z + noise,
+    so leaving region out biases the effect of t (truth 2) far off."""
+    rng = np.random.default_rng(26)
+    region = rng.choice(["east", "north", "south", "west"], N, p=[0.4, 0.3, 0.2, 0.1])
+    shift = pd.Series(region).map({"east": -1.0, "north": 0.0, "south": 1.0,
+                                   "west": 2.0}).to_numpy()
+    z = rng.normal(size=N)
+    t = (rng.random(N) < 1 / (1 + np.exp(-(shift + 0.5 * z)))).astype(int)
+    y = 2.0 * t + 3.0 * shift + z + rng.normal(size=N)
+    return pd.DataFrame({"id": [f"u{i}" for i in range(N)], "z": z, "region": region, "t": t,
+                         "y": y})
+
+
+def test_a_many_valued_text_confounder_is_adjusted_for_and_said(regions) -> None:
+    from flowloom.tools.causal import confounders_graph
+
+    query = CausalQuery(kind="effect", treatment="t", outcome="y", n_boot=10)
+    graph = confounders_graph(list(regions.columns), "t", "y", "*,-id")
+    answer = run_query(regions, graph, query, quality="fast")
+    numbers = answer["numbers"]
+    assert numbers["effect"] == pytest.approx(2.0, rel=0.05)
+    assert numbers["ci_low"] < 2.0 < numbers["ci_high"]
+    assert numbers["backdoor_effect"] == pytest.approx(2.0, rel=0.1)
+    assert sorted(numbers["adjustment_set"]) == ["region=north", "region=south",
+                                                  "region=west", "z"]
+    assert answer["one_hot"] == {"region": {"baseline": "east", "columns": {
+        "north": "region=north", "south": "region=south", "west": "region=west"}}}
+    assert answer["reading"].endswith(
+        "Text columns as numbers: region (4 values) as 0/1 columns region=north, "
+        "region=south, region=west (east: all 0).")
+    left_out = run_query(regions, "z -> t; z -> y; t -> y", query, quality="fast")
+    assert left_out["numbers"]["effect"] > 3.0  # region's confounding, not adjusted for
+
+
+def test_a_named_column_that_cannot_be_used_fails_naming_it(regions) -> None:
+    query = CausalQuery(kind="effect", treatment="t", outcome="y")
+    with pytest.raises(CausalError, match=r"column id \(2000 text values: 'u0', 'u1', "
+                                          r".*too many values.*'\*,-id'"):
+        run_query(regions, "id -> t; id -> y; z -> t; z -> y; t -> y", query)
+    with pytest.raises(CausalError, match=r"column region .* has causes in the graph \(z\)"):
+        run_query(regions, "z -> region; region -> t; region -> y; t -> y", query)
+    with pytest.raises(CausalError, match=r"treatment: 'region' is text of 4 values, used as "
+                                          r"0/1 columns \(region=north, region=south, "
+                                          r"region=west\) to adjust for"):
+        run_query(regions, "region -> y; z -> y",
+                  CausalQuery(kind="effect", treatment="region", outcome="y"))
+
+
+def test_counterfactuals_of_given_units_encode_their_text_column(regions) -> None:
+    graph = "region -> t; region -> y; z -> t; z -> y; t -> y"
+    units = regions.loc[[0, 1, 2], ["z", "region", "t", "y"]]
+    by_row = counterfactuals(regions, graph, [0, 1, 2], "t", 1.0, "y", quality="fast")
+    given = counterfactuals(regions, graph, units, "t", 1.0, "y", quality="fast")
+    assert given == pytest.approx(by_row)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from .queries import counterfactuals, run_query
     from .query import KINDS, CausalQuery
     from .scm import FittedSCM, clear_cache, fit_scm
-    from .table import load_table, prepare_table
+    from .table import encoded_graph, load_table, prepare_table
 
 __all__ = [
     "KINDS",
@@ -37,6 +37,7 @@ __all__ = [
     "clear_cache",
     "confounders_graph",
     "counterfactuals",
+    "encoded_graph",
     "fit_scm",
     "load_table",
     "parse_graph",
@@ -49,7 +50,8 @@ _LAZY = {
     "CausalGraph": "graph", "confounders_graph": "graph", "parse_graph": "graph",
     "validate_graph": "graph", "counterfactuals": "queries", "run_query": "queries",
     "KINDS": "query", "CausalQuery": "query", "FittedSCM": "scm", "clear_cache": "scm",
-    "fit_scm": "scm", "load_table": "table", "prepare_table": "table",
+    "fit_scm": "scm", "encoded_graph": "table", "load_table": "table",
+    "prepare_table": "table",
 }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import CausalError
 from .scm import FittedSCM, seeded
 
 __all__ = ["Backdoor", "backdoor_estimate", "refute"]
@@ -114,7 +115,21 @@ def backdoor_estimate(fitted: FittedSCM, treatment: str, outcome: str, treated: 
         fitted.memo[("estimate", treatment, outcome, method, treated, control, target)] = \
             estimate
     adjustment = tuple(estimand.get_backdoor_variables() or ())
+    _check_adjustment(fitted, treatment, outcome, adjustment)
     return Backdoor(float(estimate.value), method, adjustment, True)
+
+
+def _check_adjustment(fitted: FittedSCM, treatment: str, outcome: str,
+                      adjustment: tuple[str, ...]) -> None:
+    """Every common cause of the treatment and the outcome in the graph (a named or '*'
+    confounder, each 0/1 column of a text one) is in the adjustment set: no valid backdoor
+    set leaves one out, so one missing is a failure to report, never a silent drop."""
+    both = set(fitted.graph.parents(treatment)) & set(fitted.graph.parents(outcome))
+    missing = [n for n in fitted.graph.nodes if n in both and n not in adjustment]
+    if missing:
+        raise CausalError(f"backdoor: the adjustment left out the confounder"
+                          f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}; DoWhy "
+                          f"adjusted for {', '.join(adjustment) or 'nothing'}")
 
 
 def refute(fitted: FittedSCM, treatment: str, outcome: str, treated: float, control: float,

@@ -8,6 +8,8 @@ the columns before anything is fitted.
 (('a', 'b'), ('b', 'c'), ('a', 'c'), ('a', 'd'))
 >>> confounders_graph(["age", "price", "churn"], "price", "churn", "*").edges
 (('age', 'price'), ('age', 'churn'), ('price', 'churn'))
+>>> confounders_graph(["id", "age", "price", "churn"], "price", "churn", "*,-id").edges
+(('age', 'price'), ('age', 'churn'), ('price', 'churn'))
 >>> validate_graph(parse_graph("x -> z"), ["x", "y"])
 Traceback (most recent call last):
 ...
@@ -265,19 +267,26 @@ def confounders_graph(columns: Sequence[str], treatment: str, outcome: str,
                       confounders: Sequence[str] | str) -> CausalGraph:
     """The graph "every confounder causes both `treatment` and `outcome`, and `treatment`
     causes `outcome`". `confounders` is a list, a comma-separated string, or '*' for every
-    column but the two."""
+    column but the two, text columns too ('*,-id' leaves the column id out)."""
     columns = [str(c) for c in columns]
     for role, name in (("treatment", treatment), ("outcome", outcome)):
         if name not in columns:
             raise CausalError(f"{role}: {_unknown(name, columns)}; columns: {_listing(columns)}")
     if treatment == outcome:
         raise CausalError(f"treatment and outcome are both '{treatment}'; name two columns")
-    if isinstance(confounders, str):
-        names = ([c for c in columns if c not in (treatment, outcome)]
-                 if confounders.strip() == "*" else
-                 [c.strip() for c in confounders.split(",") if c.strip()])
-    else:
-        names = [str(c) for c in confounders]
+    items = ([c.strip() for c in confounders.split(",") if c.strip()]
+             if isinstance(confounders, str) else [str(c) for c in confounders])
+    left_out = [c[1:].strip() for c in items if c.startswith("-")]
+    names = [c for c in items if not c.startswith("-") and c != "*"]
+    if left_out and "*" not in items:
+        raise CausalError(f"confounders: '-{left_out[0]}' leaves a column out of '*'; write "
+                          f"'*,-{left_out[0]}' or list the confounders")
+    for name in left_out:
+        if name not in columns:
+            raise CausalError(f"confounders: '-{name}': {_unknown(name, columns)}; columns: "
+                              f"{_listing(columns)}")
+    if "*" in items:
+        names += [c for c in columns if c not in (treatment, outcome, *left_out)]
     for name in names:
         if name in (treatment, outcome):
             raise CausalError(f"confounders: '{name}' is the treatment or the outcome; list "

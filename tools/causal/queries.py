@@ -27,6 +27,7 @@ from .errors import CausalError
 from .graph import CausalGraph
 from .query import CausalQuery
 from .scm import FittedSCM, Quality, fit_scm, fit_scm_cached, jobs, lean_compute, seeded
+from .table import OneHot
 
 if TYPE_CHECKING:
     import numpy as np
@@ -76,16 +77,26 @@ def run_query(table: pd.DataFrame, graph: CausalGraph | str | Sequence[Any],
             for old in answers[: max(0, len(answers) - MEMO_SIZE + 1)]:
                 del fitted.memo[old]
             fitted.memo[key] = (numbers, reading)
-    encodings = {k: v for k, v in fitted.data.attrs.get("encodings", {}).items()
-                 if k in (query.treatment, query.outcome)}
-    if encodings:
-        reading += " Text columns as numbers: " + "; ".join(
-            f"{k} " + ", ".join(f"{word} = {num(v)}" for word, v in levels.items())
-            for k, levels in encodings.items()) + "."
+    encodings = fitted.data.attrs.get("encodings", {})
+    one_hot = fitted.data.attrs.get("one_hot", {})
+    reading += _encodings_text(encodings, one_hot)
     return {"kind": query.kind, "treatment": query.treatment, "outcome": query.outcome,
             "numbers": numbers, "reading": reading, "encodings": encodings,
+            "one_hot": one_hot,
             "fit_seconds": fit_seconds + refit,
             "query_seconds": time.perf_counter() - begin - refit, "cached": cached}
+
+
+def _encodings_text(encodings: dict[str, dict[str, float]],
+                    one_hot: dict[str, OneHot]) -> str:
+    """The reading's note on text columns: two-valued ones as 0/1, many-valued ones as
+    0/1 columns (so a reader sees every text confounder was adjusted for)."""
+    parts = [f"{k} " + ", ".join(f"{word} = {num(v)}" for word, v in levels.items())
+             for k, levels in encodings.items()]
+    parts += [f"{k} ({len(e['columns']) + 1} values) as 0/1 columns "
+              f"{', '.join(e['columns'].values())} ({e['baseline']}: all 0)"
+              for k, e in one_hot.items()]
+    return " Text columns as numbers: " + "; ".join(parts) + "." if parts else ""
 
 
 def _nodes_text(fitted: FittedSCM) -> str:
@@ -94,6 +105,13 @@ def _nodes_text(fitted: FittedSCM) -> str:
 
 def _check_names(fitted: FittedSCM, kind: str, treatment: str | None, outcome: str) -> None:
     nodes = set(fitted.graph.nodes)
+    for role, name in (("treatment", treatment), ("outcome", outcome)):
+        encoded = fitted.data.attrs.get("one_hot", {}).get(name or "")
+        if encoded is not None:
+            raise CausalError(f"{role}: '{name}' is text of {len(encoded['columns']) + 1} "
+                              f"values, used as 0/1 columns "
+                              f"({', '.join(encoded['columns'].values())}) to adjust for; a "
+                              f"{role} must be one column: numbers, 0/1 or two-valued text")
     if outcome not in nodes:
         raise CausalError(f"outcome: '{outcome}' is not a node of the graph; nodes: "
                           f"{_nodes_text(fitted)}")
@@ -414,6 +432,12 @@ def counterfactuals(table: pd.DataFrame, graph: CausalGraph | str | Sequence[Any
     _check_names(fitted, "counterfactual", treatment, outcome)
     data = fitted.data
     if isinstance(units, pd.DataFrame):
+        units = units.copy(deep=False)
+        for name, encoded in data.attrs.get("one_hot", {}).items():
+            if name in units.columns:  # a many-valued text column: its 0/1 columns
+                text = units[name].astype(str)
+                for level, column in encoded["columns"].items():
+                    units[column] = (text == level).astype(float)
         needed = _ancestors(fitted, outcome) | {treatment}
         missing = [n for n in fitted.graph.nodes if n in needed and n not in units.columns]
         if missing:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import CausalError
 from .graph import CausalGraph, parse_graph
-from .table import prepare_table
+from .table import encoded_graph, prepare_table
 
 if TYPE_CHECKING:
     import numpy as np
@@ -83,8 +83,9 @@ class _Replicas:
 @dataclass(eq=False)
 class FittedSCM:
     """A DoWhy gcm `InvertibleStructuralCausalModel` fitted to `data` (float columns of the
-    graph's nodes, indexed by row number), with what queries reuse: the units' abducted
-    noise, bootstrap refits and classic (backdoor) models."""
+    graph's nodes, indexed by row number; `graph` is over these columns, a many-valued
+    text node replaced by its 0/1 columns, `data.attrs["one_hot"]`), with what queries
+    reuse: the units' abducted noise, bootstrap refits and classic (backdoor) models."""
 
     graph: CausalGraph
     data: pd.DataFrame = field(repr=False)
@@ -397,8 +398,8 @@ def fit_scm_cached(table: pd.DataFrame, graph: CausalGraph | str | Sequence[Any]
     """`fit_scm`, and whether the model came from the cache."""
     if quality not in ("fast", "good", "better"):
         raise CausalError(f"quality: '{quality}' is not one of fast, good, better")
-    causal_graph = parse_graph(graph)
-    data = prepare_table(table, causal_graph)
+    data = prepare_table(table, parse_graph(graph))
+    causal_graph = encoded_graph(parse_graph(graph), data)  # over data's 0/1 columns
     key = _data_key(data, causal_graph, seed, quality)
     with _cache_lock:
         hit = _cache.get(key)

@@ -1,5 +1,5 @@
 """Tables for causal queries: read from a CSV file or one checked, read-only SELECT on a
-named connection, and narrowed to the graph's numeric columns.
+named connection, and turned into numbers: the graph's columns, text ones encoded.
 
 >>> table = load_table(csv="shop.csv")                                   # doctest: +SKIP
 >>> table = load_table(connection="demo", sql="SELECT * FROM orders")    # doctest: +SKIP
@@ -9,7 +9,7 @@ named connection, and narrowed to the graph's numeric columns.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from .errors import CausalError
 from .graph import CausalGraph, validate_graph
@@ -17,9 +17,19 @@ from .graph import CausalGraph, validate_graph
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["MIN_ROWS", "load_table", "prepare_table"]
+__all__ = ["MAX_LEVELS", "MIN_ROWS", "OneHot", "encoded_graph", "load_table", "prepare_table"]
 
 MIN_ROWS = 20  # complete rows needed to fit anything
+MAX_LEVELS = 50  # values of a text column encoded as 0/1 columns
+ROWS_PER_LEVEL = 5  # rows per value at least: fewer is an identifier, not a category
+
+
+class OneHot(TypedDict):
+    """How a text column of more than two values became 0/1 columns: `columns` maps each
+    value but `baseline` (the first in sorted order, all its columns 0) to its column."""
+
+    baseline: str
+    columns: dict[str, str]
 
 
 def load_table(*, csv: str | Path | None = None, connection: str | None = None,
@@ -94,15 +104,18 @@ def _from_sql(connection: str, sql: str, home: Path | None, max_rows: int,
 def prepare_table(table: pd.DataFrame, graph: CausalGraph) -> pd.DataFrame:
     """The graph's columns of `table` as float64 (booleans as 0/1; a text column of two
     values as 0/1 in sorted order, e.g. no = 0, yes = 1, recorded in the frame's
-    `attrs["encodings"]`), rows with a missing or infinite value dropped. The index is
-    kept when it is unique integers (a CSV or SQL
-    table's 0-based row numbers), else replaced by row positions: a unit's row number means
-    the same before and after. Raises `CausalError` naming other text
-    columns, or when fewer than `MIN_ROWS` complete rows remain."""
+    `attrs["encodings"]`; a text column of more values, a cause with no edges into it, as
+    0/1 columns `name=value`, one per value but the first in sorted order, recorded in
+    `attrs["one_hot"]`: see `encoded_graph`), rows with a missing or infinite value
+    dropped. The index is kept when it is unique integers (a CSV or SQL table's 0-based
+    row numbers), else replaced by row positions: a unit's row number means the same
+    before and after. No graph column is ever left out: one that cannot be used raises
+    `CausalError` naming it, as do fewer than `MIN_ROWS` complete rows."""
     import numpy as np
     import pandas as pd
 
-    validate_graph(graph, [str(c) for c in table.columns])
+    encoded = list(table.attrs.get("one_hot", {}))  # a prepared table's text columns
+    validate_graph(graph, [str(c) for c in table.columns] + encoded)
     index = table.index
     integer_labels = pd.api.types.is_integer_dtype(index.dtype) and index.is_unique
     frame = table.copy(deep=False) if integer_labels else table.reset_index(drop=True)
@@ -111,7 +124,12 @@ def prepare_table(table: pd.DataFrame, graph: CausalGraph) -> pd.DataFrame:
     out: dict[str, pd.Series] = {}
     encodings: dict[str, dict[str, float]] = {  # a prepared table's, kept
         k: v for k, v in table.attrs.get("encodings", {}).items() if k in graph.nodes}
+    one_hot: dict[str, OneHot] = {
+        k: v for k, v in table.attrs.get("one_hot", {}).items() if k in graph.nodes}
     for name in graph.nodes:
+        if name in one_hot:  # a prepared table's indicator columns, kept
+            out.update({c: frame[c].astype("float64") for c in one_hot[name]["columns"].values()})
+            continue
         column = frame[name]
         if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
             out[name] = column.astype("float64")
@@ -121,22 +139,62 @@ def prepare_table(table: pd.DataFrame, graph: CausalGraph) -> pd.DataFrame:
             out[name] = numeric.astype("float64")
             continue
         levels = sorted(str(v) for v in column.dropna().unique())
-        if len(levels) == 2:  # two words (yes/no, basic/pro): 0 and 1, in sorted order
-            encodings[name] = {levels[0]: 0.0, levels[1]: 1.0}
+        if len(levels) <= 2:  # two words (yes/no, basic/pro): 0 and 1, in sorted order
+            encodings[name] = {word: float(i) for i, word in enumerate(levels)}
             out[name] = column.map(lambda v, e=encodings[name]: e.get(str(v)) if
                                    pd.notna(v) else np.nan).astype("float64")
             continue
-        shown = ", ".join(repr(v[:20]) for v in levels[:5]) + (", ..." if len(levels) > 5
-                                                               else "")
-        wrong.append(f"{name} ({len(levels)} values: {shown})")
+        problem = _many_valued_problem(name, levels, graph, len(frame), set(frame.columns))
+        if problem:
+            wrong.append(problem)
+            continue
+        text = column.map(lambda v: str(v) if pd.notna(v) else None)
+        columns = {level: f"{name}={level}" for level in levels[1:]}
+        one_hot[name] = {"baseline": levels[0], "columns": columns}
+        for level, indicator in columns.items():
+            out[indicator] = (text == level).astype("float64").where(text.notna())
     if wrong:
-        raise CausalError(f"data: column{'s' if len(wrong) > 1 else ''} {'; '.join(wrong)} "
-                          f"{'are' if len(wrong) > 1 else 'is'} not numeric; causal queries "
-                          f"need numbers, booleans or two-valued text (encode a category of "
-                          f"more values as 0/1 columns, one per value)")
+        raise CausalError(f"data: {'; '.join(wrong)}")
     numbers = pd.DataFrame(out, index=frame.index).replace([np.inf, -np.inf], np.nan).dropna()
     numbers.attrs["encodings"] = encodings
+    numbers.attrs["one_hot"] = one_hot
     if len(numbers) < MIN_ROWS:
         raise CausalError(f"data: {len(numbers)} rows have values in every graph column "
                           f"({', '.join(graph.nodes)}); at least {MIN_ROWS} are needed")
     return numbers
+
+
+def _many_valued_problem(name: str, levels: list[str], graph: CausalGraph, rows: int,
+                         columns: set[str]) -> str:
+    """Why the text column `name` of `levels` cannot be 0/1 columns, or "" when it can."""
+    shown = ", ".join(repr(v[:20]) for v in levels[:5]) + (", ..." if len(levels) > 5 else "")
+    what = f"column {name} ({len(levels)} text values: {shown})"
+    most = min(MAX_LEVELS, rows // ROWS_PER_LEVEL)
+    if len(levels) > most:
+        return (f"{what} has too many values to encode as 0/1 columns (at most {most} for "
+                f"{rows:,} rows); an identifier? leave it out of the graph or the "
+                f"confounders (--confounders '*,-{name}')")
+    causes = graph.parents(name)
+    if causes:
+        return (f"{what} has causes in the graph ({', '.join(causes)}); a text column of more "
+                f"than two values is encoded as 0/1 columns, one per value, only as a cause "
+                f"(no edges into it): drop those edges, or give it as numbers")
+    clash = [f"{name}={v}" for v in levels[1:] if f"{name}={v}" in columns]
+    if clash:
+        return f"{what}: its 0/1 column {clash[0]} would clash with a column of that name"
+    return ""
+
+
+def encoded_graph(graph: CausalGraph, numbers: pd.DataFrame) -> CausalGraph:
+    """`graph` over `prepare_table`'s columns: each one-hot encoded node replaced by its
+    0/1 columns, every one with the node's edges (a text confounder of three values
+    becomes two confounders)."""
+    one_hot: dict[str, OneHot] = numbers.attrs.get("one_hot", {})
+    if not one_hot:
+        return graph
+
+    def expand(node: str) -> list[str]:
+        return list(one_hot[node]["columns"].values()) if node in one_hot else [node]
+
+    edges = [(a, b) for x, y in graph.edges for a in expand(x) for b in expand(y)]
+    return CausalGraph(tuple(dict.fromkeys(edges)))
