@@ -19,6 +19,17 @@ an empty copy of the schema (valid), Spider's exact set match without values (ES
 
     $ LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 nice -n 10 \\
       .venv/bin/python benchmarks/sql_eval.py --spider-n 150 --out /tmp/sql_eval.jsonl
+
+Techniques (issue 22, `--techniques loop,values,...`): execution accuracy of
+`answer_sql` per switch, one pass per configuration, by difficulty and language, with
+seconds per question, on Spider dev schemas with rows (`make_sql_spider_rows.py`, gold
+`sql_gold_spider_rows.jsonl`, question-SQL store `sql_fewshot_spider_rows.jsonl`,
+descriptions `sql_descriptions_spider_rows.json`) and, with `--techniques-chinook`, on
+Chinook too (no store or descriptions there: those switches do nothing on it):
+
+    $ LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 nice -n 10 \\
+      .venv/bin/python benchmarks/sql_eval.py --skip-chinook --spider-n 0 \\
+      --techniques none,loop,values,fewshot,descr,cand3,all --out /tmp/sql22.jsonl
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import json
 import random
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -46,6 +58,7 @@ from flowloom.tools.sql.spider import (
 )
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))  # make_sql_spider_rows, run as a script from anywhere
 DATA = Path("/work/shared/datasets/sql")
 LEVELS = ("easy", "medium", "hard")
 RAW_TIMEOUT_S = 10.0
@@ -244,6 +257,119 @@ def report_spider(records: list[dict[str, Any]], link_top: int) -> None:
           f"gold queries ESM could not parse: {unparsed}")
 
 
+# name: answer_sql keyword arguments beyond the question, database and models
+TECHNIQUES: dict[str, dict[str, Any]] = {
+    "none": {"retries": 0},
+    "loop": {"retries": 2},
+    "values": {"retries": 2, "values": True},
+    "fewshot": {"retries": 2, "fewshot": True},
+    "descr": {"retries": 2, "descriptions": True},
+    "cand3": {"retries": 2, "candidates": 3},
+    "all": {"retries": 2, "values": True, "fewshot": True, "descriptions": True,
+            "candidates": 3},
+    "all1": {"retries": 2, "values": True, "fewshot": True, "descriptions": True},
+}
+
+
+def _gold_sets(chinook_too: bool, chinook_path: Path, chinook_gold: Path, folder: Path
+               ) -> list[tuple[dict[str, Any], Path]]:
+    from make_sql_spider_rows import GOLD, build, check_gold
+
+    paths = build(folder)
+    problems = check_gold(paths)
+    if problems:
+        raise SystemExit("gold set problems: " + "; ".join(problems))
+    items = [(json.loads(line), paths[json.loads(line)["db_id"]])
+             for line in GOLD.read_text().splitlines() if line.strip()]
+    if chinook_too:
+        for line in chinook_gold.read_text().splitlines():
+            if line.strip():
+                item = json.loads(line)
+                items.append(({**item, "db_id": "chinook", "lang": "en"}, chinook_path))
+    return items
+
+
+async def techniques(models: Any, names: Sequence[str], chinook_too: bool, chinook_path: Path,
+                     chinook_gold: Path, out: Any, ids: set[str] | None
+                     ) -> list[dict[str, Any]]:
+    from flowloom.tools.sql._fewshot import FewShotStore
+
+    descriptions = json.loads((HERE / "sql_descriptions_spider_rows.json").read_text())
+    records = []
+    with tempfile.TemporaryDirectory() as tmp:
+        items = [(g, p) for g, p in _gold_sets(chinook_too, chinook_path, chinook_gold,
+                                               Path(tmp))
+                 if ids is None or g["id"] in ids]
+        dbs = {p: SqlDatabase.open(str(p)) for p in {p for _, p in items}}
+        stores = {g["db_id"]: FewShotStore.load(HERE / "sql_fewshot_spider_rows.jsonl",
+                                                db=g["db_id"]) for g, _ in items}
+        try:
+            for name in names:  # one pass per configuration (the model's KV cache)
+                config = TECHNIQUES[name]
+                for item, path in items:
+                    db = dbs[path]
+                    kwargs = {k: v for k, v in config.items()
+                              if k not in ("fewshot", "descriptions")}
+                    if config.get("fewshot") and len(stores[item["db_id"]]):
+                        kwargs["fewshot"] = stores[item["db_id"]]
+                    if config.get("descriptions") and item["db_id"] in descriptions:
+                        kwargs["descriptions"] = descriptions[item["db_id"]]
+                    answer = await answer_sql(item["question"], db, models, **kwargs)
+                    expected = db.run(item["sql"], max_rows=100_000).rows
+                    right = answer.ok and same_result(answer.rows, expected, item["ordered"])
+                    record = {"set": "techniques", "config": name, "id": item["id"],
+                              "db_id": item["db_id"], "level": item["difficulty"],
+                              "lang": item["lang"], "right": right, **_brief(answer),
+                              "votes": answer.votes, "value_hints": answer.value_hints}
+                    records.append(record)
+                    _log(out, record)
+                    print(f"  {name:<8} {item['id']:<10} {'+' if right else '-'} "
+                          f"a={answer.attempts} {answer.seconds:5.1f}s "
+                          f"{(answer.refused or answer.error or answer.sql)[:70]}", flush=True)
+        finally:
+            for db in dbs.values():
+                db.close()
+    return records
+
+
+def report_techniques(records: list[dict[str, Any]]) -> None:
+    names = list(dict.fromkeys(r["config"] for r in records))
+    for gold_set in ("spider-rows", "chinook"):
+        rows = [r for r in records if (r["db_id"] == "chinook") == (gold_set == "chinook")]
+        if not rows:
+            continue
+        groups: list[tuple[str, str, str]] = [(level, "level", level) for level in LEVELS]
+        groups += [(lang, "lang", lang) for lang in sorted({r["lang"] for r in rows})]
+        groups.append(("all", "", ""))
+
+        def test(r: dict[str, Any], key: str, value: str) -> bool:
+            return not key or r[key] == value
+
+        base = [r for r in rows if r["config"] == names[0]]
+        print(f"\nExecution accuracy on {gold_set} ({len(base)} questions), per technique; "
+              f"gain over 'loop' where it ran")
+        header = "".join(f"{label + ' n=' + str(sum(test(r, k, v) for r in base)):>13}"
+                         for label, k, v in groups)
+        print(f"{'config':<9}{header}{'gain':>7}{'no retry':>9}{'s/q':>6}{'p50':>6}"
+              f"{'calls/q':>8}")
+        loop = [r for r in rows if r["config"] == "loop"]
+        for name in names:
+            mine = [r for r in rows if r["config"] == name]
+            cells = ""
+            for _label, k, v in groups:
+                hits = [r["right"] for r in mine if test(r, k, v)]
+                cells += f"{sum(hits):>6}{_pct(sum(hits), len(hits)):>7}"
+            won = sum(r["right"] for r in mine) - sum(r["right"] for r in loop)
+            gain = (f"{100 * won / len(mine):+7.1f}" if loop and len(loop) == len(mine)
+                    else f"{'':>7}")
+            calls = statistics.mean(len(r["history"]) for r in mine)
+            # greedy decoding: an answer right at the first attempt is the retries=0 answer
+            first = sum(r["right"] and r["attempts"] == 1 for r in mine)
+            print(f"{name:<9}{cells}{gain}{_pct(first, len(mine)):>9}"
+                  f"{statistics.mean(r['seconds'] for r in mine):6.1f}"
+                  f"{statistics.median(r['seconds'] for r in mine):6.1f}{calls:8.2f}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--home", type=Path, default=None,
@@ -258,6 +384,11 @@ async def main() -> None:
                         help="tables schema linking picks on Spider (before FK neighbours)")
     parser.add_argument("--skip-chinook", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="per-question JSONL")
+    parser.add_argument("--techniques", default="",
+                        help=f"comma-separated configurations ({', '.join(TECHNIQUES)}) to "
+                             f"run on the Spider-with-rows gold set")
+    parser.add_argument("--techniques-chinook", action="store_true",
+                        help="run the --techniques configurations on Chinook's gold too")
     parser.add_argument("--report", type=Path, default=None,
                         help="print the tables of a saved --out JSONL and exit")
     args = parser.parse_args()
@@ -269,6 +400,9 @@ async def main() -> None:
         spider_done = [r for r in records if r["set"] == "spider"]
         if len(spider_done) >= 2:
             report_spider(spider_done[: len(spider_done) // 2 * 2], args.link_top)
+        tech_done = [r for r in records if r["set"] == "techniques"]
+        if tech_done:
+            report_techniques(tech_done)
         return
 
     from flowloom.backends.context import default_build_context
@@ -283,6 +417,9 @@ async def main() -> None:
             models, args.chinook, args.gold, out, ids)
         spider_records = await spider(models, args.spider, args.spider_n, args.seed,
                                       args.link_top, out) if args.spider_n else []
+        tech_records = await techniques(
+            models, [n for n in args.techniques.split(",") if n], args.techniques_chinook,
+            args.chinook, args.gold, out, ids) if args.techniques else []
     finally:
         if out is not None:
             out.close()
@@ -290,6 +427,8 @@ async def main() -> None:
         report_chinook(chinook_records)
     if spider_records:
         report_spider(spider_records, args.link_top)
+    if tech_records:
+        report_techniques(tech_records)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
 
 

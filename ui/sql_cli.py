@@ -68,6 +68,18 @@ def ask(
     model: Annotated[str, typer.Option("--model", help="Chat model alias.")] = "local",
     models: Annotated[Path | None, typer.Option(
         "--models", help="LiteLLM-format model config (YAML).")] = None,
+    values: Annotated[bool, typer.Option(
+        "--values/--no-values", help="Put the stored values the question names (spelled as "
+                                     "stored) in the prompt.")] = True,
+    candidates: Annotated[int, typer.Option(
+        "--candidates", min=1, max=10, help="Queries sampled per attempt; the result most "
+                                            "of them return is kept.")] = 1,
+    examples: Annotated[Path | None, typer.Option(
+        "--examples", help="JSONL of {\"question\", \"sql\"} pairs; the closest are shown "
+                           "to the model.")] = None,
+    descriptions: Annotated[Path | None, typer.Option(
+        "--descriptions", help="JSON {\"table.column\": text} describing the schema.")]
+    = None,
 ) -> None:
     """Answer a question (or --questions FILE.jsonl) with one checked SELECT each.
     Exit 2 for a bad --db (malformed URL, missing file, unreachable server) or a bad
@@ -85,8 +97,28 @@ def ask(
     url = _url(db, home)
     if models is not None and not models.exists():
         raise UsageError(f"--models {models}: no such file")
+    from flowloom.tools.sql._fewshot import FewShotStore
     from flowloom.tools.sql.db import SqlDatabase
     from flowloom.tools.sql.generate import answer_sql
+
+    store, described = None, None
+    if examples is not None:
+        if not examples.is_file():
+            raise UsageError(f"--examples {examples}: no such file")
+        try:
+            store = FewShotStore.load(examples)
+        except (ValueError, SqlError) as exc:
+            raise UsageError(f"--examples {examples}: {exc}") from None
+    if descriptions is not None:
+        try:
+            described = json.loads(descriptions.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--descriptions {descriptions}: not readable JSON ({exc})"
+                             ) from None
+        if not isinstance(described, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in described.items()):
+            raise UsageError(f"--descriptions {descriptions}: write one object of "
+                             "\"table\" or \"table.column\" -> text")
 
     try:  # the database first: a bad URL is said before any model starts
         database = SqlDatabase.open(url, max_rows=max_rows, timeout_s=timeout)
@@ -106,7 +138,9 @@ def ask(
             out = []
             for item in batch:
                 found = await answer_sql(item["question"], database, provider, model=model,
-                                         retries=retries, max_rows=max_rows)
+                                         retries=retries, max_rows=max_rows, values=values,
+                                         candidates=candidates, fewshot=store,
+                                         descriptions=described)
                 out.append({"id": item["id"], **found.to_dict()})
                 if questions is not None:  # each line as soon as it is answered
                     _echo_json({k: out[-1].get(k) for k in BATCH_KEYS})

@@ -102,3 +102,22 @@ def test_ask_json_and_questions_with_the_bundled_model(
     assert lines[0]["rows"] == [[demo.execute("SELECT COUNT(*) FROM products").fetchone()[0]]]
     # whatever the model wrote for "delete", nothing was deleted
     assert demo.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 300
+
+
+def test_technique_files_are_checked_before_any_model_starts(home: Path,
+                                                             tmp_path: Path) -> None:
+    missing = runner.invoke(sql_app, ["ask", "hi", "--examples", str(tmp_path / "none.jsonl")])
+    assert isinstance(missing.exception, UsageError)
+    assert "--examples" in str(missing.exception) and "no such file" in str(missing.exception)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"question": "q", "sql": "SELECT 1"}\n{"question": "no sql"}\n')
+    bad_pair = runner.invoke(sql_app, ["ask", "hi", "--examples", str(pairs)])
+    assert isinstance(bad_pair.exception, UsageError) and ":2:" in str(bad_pair.exception)
+    described = tmp_path / "d.json"
+    described.write_text('["not", "a mapping"]')
+    bad_map = runner.invoke(sql_app, ["ask", "hi", "--descriptions", str(described)])
+    assert isinstance(bad_map.exception, UsageError)
+    assert "--descriptions" in str(bad_map.exception)
+    too_many = runner.invoke(sql_app, ["ask", "--candidates", "11", "hi"])
+    assert too_many.exit_code == 2 and "--candidates" in too_many.output
+

@@ -22,6 +22,8 @@ from flowloom.tools._lazy import lazy_getattr
 from .errors import SqlConnectionError, SqlError, SqlExecutionError, SqlRefused
 
 if TYPE_CHECKING:
+    from ._fewshot import FewShotStore
+    from ._values import ValueIndex
     from .db import QueryResult, SqlDatabase
     from .generate import SqlAnswer, answer_sql
     from .guard import CheckedSql, check_sql
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CheckedSql",
     "Column",
+    "FewShotStore",
     "ForeignKey",
     "QueryResult",
     "Schema",
@@ -41,6 +44,7 @@ __all__ = [
     "SqlRefused",
     "Table",
     "UnknownTable",
+    "ValueIndex",
     "answer_sql",
     "check_sql",
 ]
@@ -49,6 +53,7 @@ _LAZY = {
     "QueryResult": "db", "SqlDatabase": "db", "SqlAnswer": "generate", "answer_sql": "generate",
     "CheckedSql": "guard", "check_sql": "guard", "Column": "schema", "ForeignKey": "schema",
     "Schema": "schema", "Table": "schema", "UnknownTable": "schema",
+    "FewShotStore": "_fewshot", "ValueIndex": "_values",
 }
 
 

@@ -79,12 +79,17 @@ def _system(dialect: str) -> str:
 def build_messages(question: str, schema_text: str, dialect: str, *,
                    hints: Sequence[str] = (),
                    examples: Sequence[tuple[str, str]] = (),
-                   notes: Sequence[str] = ()) -> list[BaseMessage]:
+                   notes: Sequence[str] = (),
+                   values: Sequence[str] = ()) -> list[BaseMessage]:
     """System prompt, schema, few-shot pairs (as earlier turns) and the question, with
-    `notes` (what was wrong with earlier attempts) under it."""
+    `notes` (what was wrong with earlier attempts) under it; `values` are stored values
+    the question names (`table.column = 'Value'`), spelled as the data spells them."""
     schema_block = f"Database schema:\n```sql\n{schema_text}\n```"
     if hints:
         schema_block += "\nLikely joins: " + "; ".join(hints)
+    if values:
+        schema_block += ("\nValues in the database that the question mentions (write them "
+                         "exactly like this): " + "; ".join(values))
     messages: list[BaseMessage] = [SystemMessage(f"{_system(dialect)}\n\n{schema_block}")]
     for ex_question, ex_sql in examples:
         messages.append(HumanMessage(f"Question: {ex_question}"))

@@ -30,6 +30,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.exc import DBAPIError as SaDbapiError
 
+from ._values import MAX_VALUE_CHARS, MAX_VALUES, ValueIndex
 from .errors import SqlConnectionError, SqlExecutionError
 from .schema import Column, ForeignKey, Schema, Table
 
@@ -74,6 +75,7 @@ class SqlDatabase:
         self.max_rows = max_rows
         self.sample_values = sample_values
         self._schema: Schema | None = None
+        self._values: ValueIndex | None = None
         self._schema_lock = threading.Lock()
 
     @classmethod
@@ -127,9 +129,11 @@ class SqlDatabase:
         finally:
             proxy.close()
 
-    def run(self, sql: str) -> QueryResult:
+    def run(self, sql: str, *, max_rows: int | None = None) -> QueryResult:
         """Run one statement that `check_sql` passed, read-only, within `timeout_s`,
-        keeping the first `max_rows` rows; raises `SqlExecutionError`."""
+        keeping the first `max_rows` rows (the database's cap unless given); raises
+        `SqlExecutionError`."""
+        cap = max_rows or self.max_rows
         start = time.perf_counter()
         keyword = _first_keyword(sql)
         if self.dialect != "sqlite" and keyword not in _QUERY_KEYWORDS:
@@ -137,25 +141,26 @@ class SqlDatabase:
                                     f"with {keyword or 'nothing'}", sql)
         with self._raw() as conn:
             if self.dialect == "sqlite":
-                columns, rows = self._run_sqlite(conn, sql)
+                columns, rows = self._run_sqlite(conn, sql, cap)
             else:
-                columns, rows = self._run_postgres(conn, sql)
-        truncated = len(rows) > self.max_rows
-        rows = rows[: self.max_rows]
+                columns, rows = self._run_postgres(conn, sql, cap)
+        truncated = len(rows) > cap
+        rows = rows[:cap]
         return QueryResult(columns, rows, truncated, len(rows), time.perf_counter() - start)
 
     async def arun(self, sql: str) -> QueryResult:
         """`run` in a worker thread, so an event loop is never blocked by a query."""
         return await asyncio.to_thread(self.run, sql)
 
-    def _run_sqlite(self, conn: sqlite3.Connection, sql: str) -> tuple[list[str], list[list[Any]]]:
+    def _run_sqlite(self, conn: sqlite3.Connection, sql: str, cap: int
+                    ) -> tuple[list[str], list[list[Any]]]:
         deadline = time.monotonic() + self.timeout_s
         conn.set_progress_handler(lambda: int(time.monotonic() > deadline), _PROGRESS_STEPS)
         conn.set_authorizer(_sqlite_read_only)
         try:
             cur = conn.cursor()
             cur.execute(sql)
-            rows = [list(r) for r in cur.fetchmany(self.max_rows + 1)]
+            rows = [list(r) for r in cur.fetchmany(cap + 1)]
             columns = [d[0] for d in cur.description or ()]
             cur.close()
         except sqlite3.Error as err:
@@ -169,7 +174,7 @@ class SqlDatabase:
             conn.rollback()
         return columns, rows
 
-    def _run_postgres(self, conn: Any, sql: str) -> tuple[list[str], list[list[Any]]]:
+    def _run_postgres(self, conn: Any, sql: str, cap: int) -> tuple[list[str], list[list[Any]]]:
         import psycopg
 
         try:
@@ -180,7 +185,7 @@ class SqlDatabase:
             # ("COMMIT; SET ..." cannot escape the READ ONLY transaction); no parameters,
             # so a % in LIKE 'a%' is not a placeholder.
             cur.execute(sql.encode(), prepare=True)
-            rows = [list(r) for r in cur.fetchmany(self.max_rows + 1)] if cur.description else []
+            rows = [list(r) for r in cur.fetchmany(cap + 1)] if cur.description else []
             columns = [d.name for d in cur.description or ()]
             cur.close()
         except psycopg.errors.QueryCanceled as err:
@@ -227,8 +232,37 @@ class SqlDatabase:
                 type_text = _stored_type(values)
             samples = tuple(str(v)[:_SAMPLE_CHARS] for v in values if not isinstance(v, bytes))
             columns.append(Column(col["name"], type_text, bool(col.get("nullable", True)),
-                                  col["name"] in pk, samples))
-        return Table(name, tuple(columns), fks, self._count(name))
+                                  col["name"] in pk, samples,
+                                  description=" ".join(str(col.get("comment") or "").split())))
+        return Table(name, tuple(columns), fks, self._count(name),
+                     description=_table_comment(inspector, name))
+
+    def value_index(self) -> ValueIndex:
+        """Distinct values of every text column (up to 5,000 each), read once and
+        cached: what value linking matches a question's words against."""
+        with self._schema_lock:
+            if self._values is not None:
+                return self._values
+        schema = self.schema()
+        found: dict[tuple[str, str], tuple[str, ...]] = {}
+        for table in schema.tables.values():
+            for col in table.columns:
+                if col.primary_key or _NOT_TEXT.search(col.type):
+                    continue
+                c, t = self._quote(col.name), self._quote(table.name)
+                try:
+                    rows = self.run(f"SELECT DISTINCT {c} FROM {t} WHERE {c} IS NOT NULL "
+                                    f"LIMIT {MAX_VALUES}", max_rows=MAX_VALUES).rows
+                except SqlExecutionError:
+                    continue
+                values = tuple(v for (v,) in rows
+                               if isinstance(v, str) and 0 < len(v) <= MAX_VALUE_CHARS)
+                if values:
+                    found[(table.name, col.name)] = values
+        index = ValueIndex(found)
+        with self._schema_lock:
+            self._values = index
+        return index
 
     def _quote(self, name: str) -> str:
         return str(self._engine.dialect.identifier_preparer.quote(name))
@@ -264,6 +298,19 @@ class SqlDatabase:
 
     def __repr__(self) -> str:
         return f"SqlDatabase({self.url_masked!r})"
+
+
+_NOT_TEXT = re.compile(r"INT|REAL|NUM|DEC|FLOAT|DOUBLE|SERIAL|MONEY|BOOL|DATE|TIME|BLOB|"
+                       r"BYTEA|JSON|UUID", re.IGNORECASE)
+
+
+def _table_comment(inspector: Any, name: str) -> str:
+    """The table's COMMENT ON text (PostgreSQL); SQLite has none."""
+    try:
+        text = inspector.get_table_comment(name).get("text")
+    except NotImplementedError:
+        return ""
+    return " ".join(str(text or "").split())
 
 
 def _first_keyword(sql: str) -> str:

@@ -13,6 +13,7 @@ there (the example flow does).
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,28 @@ class Params(BaseModel):
     embed_model: str = Field("local-embed", description="Embedding model alias (schema "
                                                         "linking).",
                              json_schema_extra={"x-flowloom-choices": "embedding_models"})
+    value_linking: bool = Field(
+        True, description="Put in the prompt the stored values the question names (matched "
+                          "ignoring case, accents and punctuation, or by a close spelling) "
+                          "and every value of text columns with at most 12 distinct values.")
+    candidates: int = Field(
+        1, ge=1, le=10,
+        description="Queries sampled per attempt; with more than one, each is run and the "
+                    "result most of them return is kept (self-consistency). Costs that many "
+                    "model calls.")
+    examples_file: str | None = Field(
+        None, description="Question-SQL store: a JSONL file of {\"question\", \"sql\"} lines "
+                          "(a relative path is under the data dir); the `fewshot_k` pairs "
+                          "closest to the question join `examples`. Append lines to grow it.")
+    fewshot_k: int = Field(3, ge=0, le=20, description="Pairs taken from `examples_file`.")
+    descriptions: dict[str, str] = Field(
+        default_factory=dict,
+        description="What tables and columns mean, {\"table\": text, \"table.column\": "
+                    "text}, shown in the schema beside the database's own comments "
+                    "(PostgreSQL COMMENT ON; SQLite has none).")
+    descriptions_file: str | None = Field(
+        None, description="A JSON file holding the same mapping as `descriptions` (a "
+                          "relative path is under the data dir); `descriptions` wins.")
     output: str = Field("sql_result", description="State field that receives the result.",
                         json_schema_extra={"x-flowloom-state": "write"})
     answer: bool = Field(True, description="Also append an answer with a table of the first "
@@ -175,7 +198,28 @@ def answer_text(result: dict[str, Any], *, max_rows: int = TABLE_ROWS, words: st
     return f"{lead}{result['explanation']}\n\n{table}{sql}"
 
 
+def _under(path: str, home: Path) -> Path:
+    file = Path(path).expanduser()
+    return file if file.is_absolute() else home / file
+
+
+def _descriptions_file(path: str | None, home: Path, node_id: str) -> dict[str, str]:
+    if not path:
+        return {}
+    file = _under(path, home)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FlowBuildError(f"descriptions_file {file}: not readable JSON ({exc})",
+                             node_id=node_id) from None
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise FlowBuildError(f"descriptions_file {file}: write one object of "
+                             f"{{\"table.column\": \"what it means\"}}", node_id=node_id)
+    return {str(k): v for k, v in data.items()}
+
+
 def build(params: Params, ctx: NodeContext) -> Any:
+    from ._fewshot import FewShotStore
     from .generate import answer_sql, say_answer
 
     models = require_model(ctx, params.model)
@@ -193,6 +237,10 @@ def build(params: Params, ctx: NodeContext) -> Any:
     node_id = ctx.node_id
     with_answer = params.answer and is_messages_field(ctx, "messages")
     examples = [(e.question, e.sql) for e in params.examples]
+    descriptions = {**_descriptions_file(params.descriptions_file, home, node_id),
+                    **params.descriptions}
+    store_path = _under(params.examples_file, home) if params.examples_file else None
+
     async def tool_sql(state: dict[str, Any]) -> dict[str, Any]:
         text = question.render(state).strip()
         if not text:
@@ -200,10 +248,14 @@ def build(params: Params, ctx: NodeContext) -> Any:
                                node_id=node_id)
         try:
             db = await database()
+            store = (await asyncio.to_thread(FewShotStore.load, store_path)
+                     if store_path is not None else None)
             found = await answer_sql(
                 text, db, models, model=params.model, embed_model=params.embed_model,
                 retries=params.retries, max_rows=params.max_rows, examples=examples,
-                link_tables=params.link_tables)
+                link_tables=params.link_tables, values=params.value_linking,
+                candidates=params.candidates, fewshot=store, fewshot_k=params.fewshot_k,
+                descriptions=descriptions)
         except SqlError as exc:
             raise FlowRunError(str(exc), node_id=node_id) from None
         result = found.to_dict()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from sqlglot import exp
@@ -52,13 +52,15 @@ class UnknownTable(SqlError, KeyError):
 @dataclass(frozen=True)
 class Column:
     """One column; `type` is the database's declared type, `samples` a few distinct
-    values rendered as text (for prompts, never for checking)."""
+    values rendered as text (for prompts, never for checking), `description` what it
+    means (a Postgres COMMENT ON, or given by the user)."""
 
     name: str
     type: str
     nullable: bool = True
     primary_key: bool = False
     samples: tuple[str, ...] = ()
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Table:
     columns: tuple[Column, ...]
     foreign_keys: tuple[ForeignKey, ...] = ()
     row_count: int | None = None
+    description: str = ""
 
     def column(self, name: str) -> Column | None:
         """The column called `name`, matched exactly first, then ignoring case."""
@@ -127,6 +130,31 @@ class Schema:
         names = list(self.tables) if tables is None else [self.table(t).name for t in tables]
         return "\n\n".join(_describe_table(self.tables[n], self.dialect, samples)
                            for n in dict.fromkeys(names))
+
+    def with_descriptions(self, descriptions: Mapping[str, str]) -> Schema:
+        """A copy with `{"table": text, "table.column": text}` as descriptions (replacing
+        the database's own comments where both say something). Raises `SqlError`
+        naming a key whose table or column is not here."""
+        if not descriptions:
+            return self
+        tables = dict(self.tables)
+        for key, text in descriptions.items():
+            name, _, column = key.partition(".")
+            try:
+                table = tables[self.table(name).name]
+            except UnknownTable as exc:
+                raise SqlError(f"descriptions: {key!r}: {exc}") from None
+            clean = " ".join(str(text).split())
+            if not column:
+                tables[table.name] = replace(table, description=clean)
+                continue
+            col = table.column(column)
+            if col is None:
+                raise SqlError(f"descriptions: {key!r}: {table.name} has no column {column!r}; "
+                               f"columns: {', '.join(c.name for c in table.columns)}")
+            cols = tuple(replace(c, description=clean) if c is col else c for c in table.columns)
+            tables[table.name] = replace(table, columns=cols)
+        return Schema(self.dialect, tables)
 
     def sqlglot_schema(self) -> dict[str, dict[str, str]]:
         """`{table: {column: type}}` for sqlglot's `qualify`/`optimize`; types sqlglot
@@ -186,12 +214,19 @@ def _describe_table(table: Table, dialect: str, samples: int) -> str:
         shown = col.samples[:samples] if samples > 0 else ()
         comma = "," if i < len(lines) - 1 else ""
         lines[i] += comma
+        notes = [col.description] if col.description else []
         if shown:
             numeric = _NUMERIC.search(col.type) is not None
-            lines[i] += "  -- e.g. " + ", ".join(_sample(v, numeric) for v in shown)
+            many = "e.g. " if len(shown) < len(col.samples) or len(shown) <= 3 else "values: "
+            notes.append(many + ", ".join(_sample(v, numeric) for v in shown))
+        if notes:
+            lines[i] += "  -- " + "; ".join(notes)
     for i in range(len(table.columns), len(lines) - 1):
         lines[i] += ","
     rows = f"  -- {table.row_count} rows" if table.row_count is not None else ""
+    if table.description:
+        rows = f"  -- {table.description}" + (f" ({table.row_count} rows)"
+                                               if table.row_count is not None else "")
     return f"CREATE TABLE {_ident(table.name, dialect)} ({rows}\n" + "\n".join(lines) + "\n);"
 
 
