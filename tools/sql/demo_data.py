@@ -16,6 +16,7 @@ import os
 import random
 import sqlite3
 import tempfile
+from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -159,16 +160,16 @@ def _day(rng: random.Random, start: date, end: date) -> str:
     return (start + timedelta(days=rng.randrange((end - start).days + 1))).isoformat()
 
 
-def _rows(seed: int = SEED) -> dict[str, list[tuple[object, ...]]]:
+def _rows(seed: int = SEED) -> dict[str, Sequence[tuple[object, ...]]]:
     """Every table's rows, from `seed` alone."""
     rng = random.Random(seed)
-    rows: dict[str, list[tuple[object, ...]]] = {}
+    rows: dict[str, Sequence[tuple[object, ...]]] = {}
     rows["categories"] = [(i, name, desc) for i, (name, desc) in enumerate(CATEGORIES, 1)]
     rows["suppliers"] = [
         (i, name, country, "orders@" + "".join(c for c in name.lower() if c.isalnum())[:14]
          + ".example")
         for i, (name, country) in enumerate(SUPPLIERS, 1)]
-    products = []
+    products: list[tuple[int, str, int, int, float, int]] = []
     for cat_id, (cat, _) in enumerate(CATEGORIES, 1):
         low, high = PRICE_RANGE[cat]
         for name in PRODUCTS[cat]:
@@ -179,7 +180,7 @@ def _rows(seed: int = SEED) -> dict[str, list[tuple[object, ...]]]:
     rows["employees"] = [
         (i, first, last, title, _day(rng, date(2015, 1, 1), date(2022, 12, 31)), manager)
         for i, (first, last, title, manager) in enumerate(EMPLOYEES, 1)]
-    customers = []
+    customers: list[tuple[object, ...]] = []
     for i in range(1, 81):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         city, country = rng.choice(CITIES)
@@ -189,11 +190,12 @@ def _rows(seed: int = SEED) -> dict[str, list[tuple[object, ...]]]:
                           _day(rng, date(2021, 1, 1), date(2024, 6, 30)),
                           rng.choice([4, 5, 6, 7, 8, None] if i % 9 else [None])))
     rows["customers"] = customers
-    orders, items = [], []
+    orders: list[tuple[object, ...]] = []
+    items: list[tuple[int, int, int, int, float]] = []
     prices = {p[0]: float(p[4]) for p in products}
     for order_id in range(1, 301):
         customer = rng.randint(1, len(customers))
-        lines = []
+        lines: list[tuple[int, int, int, int, float]] = []
         for product in rng.sample(range(1, len(products) + 1), rng.choice([1, 1, 2, 2, 3, 4])):
             quantity = rng.choice([1, 1, 1, 2, 2, 3, 5])
             lines.append((len(items) + len(lines) + 1, order_id, product, quantity,
