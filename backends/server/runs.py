@@ -82,6 +82,7 @@ class RunHandle:
     task: asyncio.Task[None] | None = None
     result: Any = None
     cancel_action: str | None = None
+    started: bool = False  # it got its thread and began executing (not only pending)
     owner_key: str | None = None  # the API key the run belongs to (tenancy.py)
     # followers waiting for the next event (or the end): one future each, no task
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
@@ -426,6 +427,7 @@ class RunManager:
             async with self.locks.hold(handle.thread_id):
                 if handle.run["status"] != "running":
                     await self._claim(handle)
+                handle.started = True
                 await handle.publish("metadata", {"run_id": handle.run_id, "attempt": 1})
                 async with asyncio.timeout(self.timeout_s):
                     status = await self._stream(handle, req, assistant_config)
@@ -523,12 +525,14 @@ class RunManager:
     async def _finish(self, handle: RunHandle, status: str, on_completion: str) -> None:
         thread_id = handle.thread_id
         rollback = handle.cancel_action == "rollback"
-        if rollback:
+        if rollback and handle.started:
             await self._rollback_state(handle)
         thread_status = {"success": "idle", "interrupted": "interrupted",
                          "error": "error", "timeout": "error"}.get(status, "idle")
         if handle.cancel_action is not None:  # interrupted where it was; rolled back: as before
             thread_status = "interrupted" if handle.cancel_action == "interrupt" else "idle"
+        if not handle.started:  # cancelled while pending: the thread is as the run found it
+            thread_status = await self._resting_status(handle)
         try:
             await self.store.finish_run(thread_id, handle.run_id, status=status,
                                         thread_status=thread_status, delete_run=rollback,
@@ -574,6 +578,21 @@ class RunManager:
             handle.run = {**handle.run, "status": status}
             await self._notify(lambda o: o.run_finished(handle, status))
             handle.end()
+
+    async def _resting_status(self, handle: RunHandle) -> str:
+        """The status of `handle`'s thread without it: busy while another of its runs goes
+        on, interrupted when its state waits (an interrupt, or nodes still to run), else
+        idle."""
+        if any(other is not handle and not other.finished.is_set()
+               for other in self.thread_handles(handle.thread_id)):
+            return "busy"
+        config: Any = self.graph_config(handle.thread_id,
+                                        {"configurable": {"thread_id": handle.thread_id}})
+        try:
+            state = await handle.flow.graph.aget_state(config)
+        except Exception:  # an unreadable state: the thread's own listing says so
+            return "idle"
+        return "interrupted" if state.next or state.interrupts else "idle"
 
     async def _notify(self, call: Callable[[RunObserver], Awaitable[None]]) -> None:
         for observer in self.observers:

@@ -345,6 +345,30 @@ async def test_after_seconds_starts_the_run_later(sdk: Sdk) -> None:
     assert (await sdk.runs.get(tid, run["run_id"]))["status"] == "success"
 
 
+async def test_a_run_cancelled_while_pending_leaves_its_thread_as_it_was(sdk: Sdk) -> None:
+    tid = (await sdk.threads.create())["thread_id"]
+    await sdk.runs.wait(tid, "conf_steps", input={"topic": "first"})
+    before = await sdk.threads.get(tid)
+    assert before["status"] == "idle"
+    later = await sdk.runs.create(tid, "conf_steps", input={"topic": "later"},
+                                  after_seconds=30)
+    assert (await sdk.threads.get(tid))["status"] == "busy"
+    await sdk.runs.cancel(tid, later["run_id"], wait=True)
+    assert (await sdk.runs.get(tid, later["run_id"]))["status"] == "interrupted"
+    after = await sdk.threads.get(tid)
+    assert after["status"] == "idle", "a run that never started interrupted the thread"
+    assert after["values"] == before["values"]
+    # with a run going on, cancelling one queued behind it leaves the thread busy
+    running = await _slow_run(sdk, tid)
+    await run_status(sdk, tid, running["run_id"], ("running",))
+    queued = await sdk.runs.create(tid, "conf_steps", input={"topic": "queued"},
+                                   multitask_strategy="enqueue")
+    await sdk.runs.cancel(tid, queued["run_id"], wait=True)
+    assert (await sdk.threads.get(tid))["status"] == "busy"
+    await sdk.runs.cancel(tid, running["run_id"], wait=True)
+    assert (await sdk.threads.get(tid))["status"] == "interrupted"
+
+
 async def _slow_run(sdk: Sdk, thread_id: str, **kwargs: Any) -> dict[str, Any]:
     return await sdk.runs.create(thread_id, "conf_echo", input=user("slow 30"), **kwargs)
 
