@@ -274,6 +274,7 @@ def create_app(settings: ServerSettings | None = None, *,
     app.add_middleware(BodyLimits)  # innermost: bodies of admitted requests only
     guard = install_auth(app, settings)
     metrics = install_metrics(app)  # its timing wraps auth's refusals too
+    app.state.flowloom_metrics = metrics
     _install_cors(app, settings)  # outermost: preflights need no key, refusals get headers
     # runs first: the routes every run request goes through are matched first (FastAPI
     # tries routes in order; no path of one module matches another module's)

@@ -148,6 +148,9 @@ class ServerMetrics:
         self.registry.register(self._models)
         self.registry.register(_Routing())
         self._started: dict[str, float] = {}
+        # node timings by a callback handler of its own; off when the run recorder
+        # (observe_api) feeds `nodes` from the handler it adds anyway
+        self.time_nodes = True
 
     def start(self, services: Services) -> None:
         """Observe the server's runs and models; called from the app's lifespan."""
@@ -160,7 +163,7 @@ class ServerMetrics:
     async def run_started(self, handle: RunHandle, config: dict[str, Any]) -> None:
         self._started[handle.run_id] = time.perf_counter()
         callbacks = config.get("callbacks")
-        if callbacks is None or isinstance(callbacks, list):
+        if self.time_nodes and (callbacks is None or isinstance(callbacks, list)):
             config["callbacks"] = [*(callbacks or []), _NodeTimer(handle.flow.id, self.nodes)]
 
     async def run_finished(self, handle: RunHandle, status: str) -> None:

@@ -131,8 +131,15 @@ class _NodeRecorder(BaseCallbackHandler):
 
     run_inline = True  # no thread hop per callback
 
-    def __init__(self, trace: _Trace) -> None:
+    def __init__(self, trace: _Trace, node_seconds: Any = None, flow_id: str = "") -> None:
         self.trace = trace
+        # the metrics' node histogram, fed here: one callback handler a run, not two
+        self.node_seconds, self.flow_id = node_seconds, flow_id
+
+    def _observe(self, record: _Node) -> None:
+        if self.node_seconds is not None and record.end is not None:
+            self.node_seconds.labels(self.flow_id, record.node).observe(
+                record.end - record.start)
 
     def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *, run_id: UUID,
                        metadata: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -154,6 +161,7 @@ class _NodeRecorder(BaseCallbackHandler):
         if record is None:
             return
         record.end, record.status = time.perf_counter(), "ok"
+        self._observe(record)
         output_field = self.trace.routers.get(record.node) if record.depth == 0 else None
         if output_field is not None and (route := _decision(outputs, output_field)):
             self.trace.routes.append({"node": record.node, "route": route, "at": time.time()})
@@ -163,6 +171,7 @@ class _NodeRecorder(BaseCallbackHandler):
         if record is None:
             return
         record.end = time.perf_counter()
+        self._observe(record)
         if type(error).__name__ in ("GraphInterrupt", "NodeInterrupt"):
             record.status = "interrupted"
         else:
@@ -195,6 +204,7 @@ class RunRecorder:
         self._queue: list[tuple[list[Any], list[list[Any]], list[list[Any]]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._since_prune = 0
+        self.node_seconds: Any = None  # a Histogram (flow, node) fed as nodes end, if set
 
     async def setup(self) -> None:
         for statement in SCHEMA:
@@ -215,7 +225,8 @@ class RunRecorder:
         trace = _Trace(self._routers_of(handle.flow))
         callbacks = config.get("callbacks")
         if callbacks is None or isinstance(callbacks, list):
-            config["callbacks"] = [*(callbacks or []), _NodeRecorder(trace)]
+            config["callbacks"] = [*(callbacks or []), _NodeRecorder(
+                trace, self.node_seconds, handle.flow.id)]
             self._traces[handle.run_id] = trace
 
     async def run_finished(self, handle: RunHandle, status: str) -> None:
@@ -325,6 +336,10 @@ async def attach(app: FastAPI, stack: AsyncExitStack) -> RunRecorder:
     svc: Services = app.state.flowloom
     recorder = RunRecorder(svc.store.db, svc, keep=KEEP_RUNS)
     await recorder.setup()
+    metrics = getattr(app.state, "flowloom_metrics", None)
+    if metrics is not None:  # its node timings come from the recorder's handler
+        recorder.node_seconds = metrics.nodes
+        metrics.time_nodes = False
     svc.runs.observers.append(recorder)
     stack.push_async_callback(recorder.flush)
     app.state.flowloom_recorder = recorder
