@@ -345,8 +345,8 @@ def build(params: Params, ctx: NodeContext) -> Any:
         # runs the node again from the start: as LangGraph tasks, the model's replies and
         # the tools' results so far are checkpointed and replayed, not asked again, so
         # the call the person approved is the call that runs.
-        model_call: Any = task(name=f"{node_id}.model")(_model_call)
-        tool_call: Any = task(name=f"{node_id}.tool")(_tool_call)
+        model_call: Any = task(name=f"{node_id}.model")(_model_call)  # type: ignore[arg-type]
+        tool_call: Any = task(name=f"{node_id}.tool")(_tool_call)  # type: ignore[arg-type]
     else:
         model_call, tool_call = _model_call, _tool_call
 

@@ -150,16 +150,18 @@ def source_rows(items: Any) -> list[dict[str, Any]]:
             continue
         if not isinstance(item, dict):
             continue
-        meta = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+        found = item.get("metadata")
+        meta: dict[str, Any] = found if isinstance(found, dict) else {}
         source = _first(item, ("source", "path", "file", "id")) or _first(
             meta, ("source", "path", "file", "file_path", "url"))
         score = _first(item, ("score", "similarity", "distance"))
         if score is None:
             score = _first(meta, ("score", "similarity", "distance"))
         text = _first(item, ("text", "page_content", "content", "chunk")) or ""
-        rows.append({"source": None if source is None else str(source),
-                     "score": score if isinstance(score, int | float) else None,
-                     "text": str(text)})
+        row: dict[str, Any] = {"source": None if source is None else str(source),
+                               "score": score if isinstance(score, int | float) else None,
+                               "text": str(text)}
+        rows.append(row)
     return rows
 
 
